@@ -24,24 +24,15 @@ log = logging.getLogger(__name__)
 LISTEN_FDS_START = 3
 
 
-def _parse_pid(value: str | None) -> int | None:
+def _positive_int(value: str | None) -> int | None:
+    """``WATCHDOG_USEC``/``WATCHDOG_PID``/``LISTEN_PID`` as systemd writes them; else None."""
     if not value:
         return None
     try:
-        pid = int(value)
+        number = int(value)
     except ValueError:
         return None
-    return pid if pid > 0 else None
-
-
-def _parse_usec(value: str | None) -> int | None:
-    if not value:
-        return None
-    try:
-        usec = int(value)
-    except ValueError:
-        return None
-    return usec if usec > 0 else None
+    return number if number > 0 else None
 
 
 def _socket_address(name: str) -> str | None:
@@ -109,8 +100,8 @@ class SystemdNotifier:
         env = os.environ if env is None else env
         return cls(
             env.get("NOTIFY_SOCKET") or None,
-            _parse_usec(env.get("WATCHDOG_USEC")),
-            _parse_pid(env.get("WATCHDOG_PID")),
+            _positive_int(env.get("WATCHDOG_USEC")),
+            _positive_int(env.get("WATCHDOG_PID")),
             watchdog_interval=watchdog_interval,
             clock=clock,
         )
@@ -195,7 +186,7 @@ def listen_fds(
     child processes do not mistake them for their own.
     """
     env = os.environ if env is None else env
-    pid = _parse_pid(env.get("LISTEN_PID"))
+    pid = _positive_int(env.get("LISTEN_PID"))
     count_text = env.get("LISTEN_FDS")
     try:
         if pid != os.getpid() or not count_text:
