@@ -1,0 +1,69 @@
+"""OpenCV's Haar frontal-face detector, found wherever the installed OpenCV keeps it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .preprocess import Box, to_gray
+
+log = logging.getLogger(__name__)
+
+CASCADE_NAME = "haarcascade_frontalface_default.xml"
+# Debian's python3-opencv has no cv2.data; its cascades live here.
+_SYSTEM_CASCADE_DIRS = ("/usr/share/opencv4/haarcascades", "/usr/share/opencv/haarcascades")
+
+
+class DetectorError(RuntimeError):
+    """The Haar cascade could not be found or loaded."""
+
+
+def cascade_path(name: str = CASCADE_NAME) -> Path:
+    candidates = []
+    data = getattr(cv2, "data", None)
+    if data is not None and getattr(data, "haarcascades", None):
+        candidates.append(Path(data.haarcascades) / name)
+    candidates += [Path(d) / name for d in _SYSTEM_CASCADE_DIRS]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise DetectorError(f"{name} not found (looked in {', '.join(str(c.parent) for c in candidates)})")
+
+
+class HaarDetector:
+    """Detects frontal faces; boxes are (x, y, w, h) in the pixels of the image given."""
+
+    def __init__(
+        self,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+        min_size: int = 40,
+        path: str | Path | None = None,
+    ) -> None:
+        self.path = Path(path) if path else cascade_path()
+        self._cascade = cv2.CascadeClassifier(str(self.path))
+        if self._cascade.empty():
+            raise DetectorError(f"{self.path}: not a loadable Haar cascade")
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.min_size = min_size
+
+    def detect(
+        self,
+        image: np.ndarray,
+        min_size: int | None = None,
+        max_size: int | None = None,
+    ) -> list[Box]:
+        gray = to_gray(image)
+        side = self.min_size if min_size is None else min_size
+        found = self._cascade.detectMultiScale(
+            gray,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(side, side),
+            maxSize=(max_size, max_size) if max_size else (0, 0),
+        )
+        return [(int(x), int(y), int(w), int(h)) for x, y, w, h in found]

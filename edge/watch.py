@@ -1,0 +1,46 @@
+"""fer-watch: print a running fer-edge's feed (one JSON object per line)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .feed import iterate_messages
+
+DEFAULT_SOCKET = "/run/ferlite/feed.sock"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fer-watch", description="Print fer-edge's socket feed.")
+    parser.add_argument("--socket", default=DEFAULT_SOCKET, help=f"feed socket (default {DEFAULT_SOCKET})")
+    parser.add_argument("--count", type=int, default=None, help="stop after N messages")
+    parser.add_argument("--summary", action="store_true", help="one short line per frame instead of JSON")
+    args = parser.parse_args(argv)
+    shown = 0
+    try:
+        for message in iterate_messages(args.socket):
+            if args.summary:
+                faces = ", ".join(f"{f['label']} {f['score']:.2f}" for f in message["faces"]) or "-"
+                print(f"frame {message['frame']}: {faces}", flush=True)
+            else:
+                print(json.dumps(message), flush=True)
+            shown += 1
+            if args.count is not None and shown >= args.count:
+                break
+    except (FileNotFoundError, ConnectionRefusedError) as e:
+        print(f"fer-watch: {args.socket}: no fer-edge feed there ({e.strerror})", file=sys.stderr)
+        return 2
+    except PermissionError:
+        print(f"fer-watch: {args.socket}: permission denied (join the 'fer' group)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

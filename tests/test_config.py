@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ferlite.edge.cli import build_parser, main
+from ferlite.edge.config import ConfigError, EdgeConfig, load_config
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "edge.toml"
+    path.write_text(text)
+    return path
+
+
+def test_toml_values_and_only_given_flags_override(tmp_path):
+    path = _write(tmp_path, 'source = "/dev/video1"\nthreads = 3\nsocket = "/tmp/x.sock"\nsocket_mode = "640"\n')
+    args = build_parser().parse_args(["--threads", "1", "--config", str(path)])
+    from ferlite.edge.cli import _overrides
+
+    config = load_config(path, _overrides(args))
+    assert config.threads == 1  # the flag wins
+    assert config.source == "/dev/video1"  # the file's value stays: --source was not given
+    assert config.socket == "/tmp/x.sock"
+    assert config.socket_mode == 0o640
+    assert config.stdout is True
+
+
+def test_unknown_key_rejected(tmp_path):
+    path = _write(tmp_path, "sauce = 'demo'\n")
+    with pytest.raises(ConfigError, match=r"edge.toml: unknown setting\(s\) sauce"):
+        load_config(path, {})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("threads = 'two'\n", "threads must be int"),
+        ("threads = 0\n", "threads must be at least 1"),
+        ("scale_factor = 1.0\n", "scale_factor must be above 1.0"),
+        ("loop = 1\n", "loop must be bool"),
+        ("log_level = 'LOUD'\n", "log_level"),
+        ("source = [1\n", "not valid TOML"),
+    ],
+)
+def test_bad_values_rejected_naming_file_and_setting(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path, {})
+    assert "edge.toml" in str(info.value)
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        EdgeConfig().threads = 2  # type: ignore[misc]
+
+
+def test_cli_bad_config_exits_2_with_one_line(tmp_path, capsys):
+    path = _write(tmp_path, "sauce = 1\n")
+    assert main(["--config", str(path), "--check-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("fer-edge:") and "sauce" in err[-1]
+
+
+def test_cli_missing_config_file(tmp_path, capsys):
+    assert main(["--config", str(tmp_path / "none.toml")]) == 2
+    assert "none.toml" in capsys.readouterr().err
+
+
+def test_check_config_prints_effective_config(tmp_path, tiny_model, capsys):
+    path = _write(tmp_path, "threads = 2\nmax_faces = 3\n")
+    assert main(["--config", str(path), "--model", str(tiny_model), "--check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "threads = 2" in out and "max_faces = 3" in out and "# config OK" in out

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import numpy as np
+
+from ferlite.edge.tracking import FaceTracker, iou
+
+
+class ScriptedDetector:
+    """Answers detect() from a list of face boxes per frame, honouring ROI crops and size limits."""
+
+    def __init__(self):
+        self.faces: list[tuple[int, int, int, int]] = []
+        self.calls: list[tuple[int, int]] = []  # (width, height) searched
+
+    def __call__(self, gray, min_size, max_size):
+        # The tracker hands in views of the frame: find the offset of the view.
+        self.calls.append((gray.shape[1], gray.shape[0]))
+        base = gray.__array_interface__["data"][0] - FRAME.__array_interface__["data"][0]
+        oy, ox = divmod(base, FRAME.strides[0])
+        out = []
+        for x, y, w, h in self.faces:
+            inside = x >= ox and y >= oy and x + w <= ox + gray.shape[1] and y + h <= oy + gray.shape[0]
+            if inside and w >= min_size and (max_size is None or w <= max_size):
+                out.append((x - ox, y - oy, w, h))
+        return out
+
+
+FRAME = np.zeros((240, 320), np.uint8)
+
+
+def test_iou():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    assert abs(iou((0, 0, 10, 10), (5, 0, 10, 10)) - 1 / 3) < 1e-9
+
+
+def test_track_id_stays_while_face_moves_and_roi_search_is_used():
+    det = ScriptedDetector()
+    tracker = FaceTracker(det, min_size=24, full_every=5)
+    ids = []
+    for step in range(10):
+        det.faces = [(50 + 3 * step, 60, 60, 60)]
+        seen, appeared, ended = tracker.update(FRAME)
+        ids.append(seen[0].track_id)
+        assert seen[0].box == det.faces[0]
+    assert len(set(ids)) == 1
+    assert tracker.full_searches == 2  # frames 0 and 5; ROIs in between
+    assert sum(1 for c in det.calls if c == (320, 240)) == 2
+    assert all(c[0] < 320 for c in det.calls if c != (320, 240))
+
+
+def test_new_face_appears_within_the_bound_and_leaving_face_ends():
+    det = ScriptedDetector()
+    tracker = FaceTracker(det, min_size=24, full_every=4, keep_missed=1)
+    det.faces = [(20, 20, 50, 50)]
+    _, appeared, _ = tracker.update(FRAME)
+    assert appeared == [1]
+    det.faces = [(20, 20, 50, 50), (200, 100, 60, 60)]
+    frames_to_new = None
+    for n in range(1, 10):
+        _, appeared, _ = tracker.update(FRAME)
+        if appeared:
+            frames_to_new = n
+            break
+    assert frames_to_new is not None and frames_to_new <= 4
+    det.faces = [(200, 100, 60, 60)]  # face 1 leaves
+    ended_at = None
+    for n in range(1, 10):
+        seen, _, ended = tracker.update(FRAME)
+        if ended:
+            ended_at = n
+            assert ended == [1]
+            break
+    assert ended_at is not None and ended_at <= 3
+    assert [t.track_id for t in seen] == [2]
+
+
+def test_max_faces_keeps_the_largest():
+    det = ScriptedDetector()
+    det.faces = [(0, 0, 30, 30), (100, 0, 80, 80), (200, 100, 50, 50)]
+    tracker = FaceTracker(det, min_size=24, max_faces=2)
+    seen, _, _ = tracker.update(FRAME)
+    assert sorted(t.box[2] for t in seen) == [50, 80]
