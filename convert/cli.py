@@ -1,0 +1,186 @@
+"""fer-convert: Keras model -> verified int8 (or float16/float32) TFLite with its spec."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("ferlite.convert")
+
+EXIT_FAILED_CHECK = 1
+EXIT_BAD_INPUT = 2
+
+
+class InputError(ValueError):
+    """A missing or unusable input file or folder."""
+
+
+class AgreementError(RuntimeError):
+    """The converted model disagrees with the Keras model too often."""
+
+
+DESCRIPTION = """\
+Convert a trained Keras model to TFLite, write its spec, and verify it through the edge runner.
+
+Default: full-integer int8 (int8 input and output), calibrated on --samples real faces
+from --calibration, preprocessed exactly as on the edge (no augmentation). A folder is
+either a class tree (<class>/<image>, labels from class names) or a flat folder of images;
+with --cropped every image is a face crop, otherwise the largest Haar face is used.
+The model is written only if top-1 agreement with Keras on the verification faces
+(--verify, else the calibration faces) reaches --min-agreement.
+
+Example:
+  fer-convert runs/merged/model.keras --calibration ../shared/data/ckplus48_hugoiwnl \\
+      --cropped --verify ../shared/data/fer2013 --out model.tflite
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fer-convert", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", type=Path, help="trained model (.keras), e.g. runs/NAME/model.keras")
+    p.add_argument("--out", type=Path, required=True, help="the .tflite to write")
+    p.add_argument("--calibration", type=Path, help="folder of real faces (needed for int8)")
+    p.add_argument("--samples", type=int, default=300, help="calibration faces (300)")
+    p.add_argument("--verify", type=Path, help="folder of faces to verify on (default: calibration)")
+    p.add_argument("--verify-samples", type=int, default=2000,
+                   help="verification faces, a seeded random subset (2000; 0 = all)")
+    p.add_argument("--cropped", action="store_true",
+                   help="the images are face crops: resize only, no face detection")
+    p.add_argument("--min-agreement", type=float, default=0.99,
+                   help="least top-1 agreement with Keras to keep the file (0.99)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--float16", dest="quantization", action="store_const", const="float16",
+                      help="float16 weights instead of int8")
+    kind.add_argument("--float32", dest="quantization", action="store_const", const="float32",
+                      help="plain float32 instead of int8")
+    p.set_defaults(quantization="int8")
+    return p
+
+
+def _load_model(path: Path) -> Any:
+    import keras
+
+    import ferlite.train.model  # noqa: F401  (registers the custom layers)
+
+    if not path.is_file():
+        raise InputError(f"{path}: model file not found")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise InputError(f"{path}: not a loadable Keras model ({e})") from e
+
+
+def _run_info(model_path: Path) -> dict[str, Any]:
+    """The training run's options and headline metrics, when the model sits in a run folder."""
+    info: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        info["run"] = json.loads((model_path.parent / "run.json").read_text())["options"]
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        metrics = json.loads((model_path.parent / "metrics.json").read_text())
+        info["metrics"] = {side: {"accuracy": r["accuracy"], "n": r["n"]}
+                           for side, r in metrics["sides"].items()}
+    return info
+
+
+def _temp_model_path(out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".tflite")
+    os.close(fd)
+    return Path(name)
+
+
+def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
+    from ferlite.edge.spec import ModelSpec, file_sha256, spec_path_for, write_spec
+    from ferlite.train.data import DataError
+
+    from .faces import load_face_set
+    from .tflite import convert
+    from .verify import verify
+
+    model = _load_model(args.model)
+    needs_calibration = args.quantization == "int8"
+    if needs_calibration and args.calibration is None:
+        raise InputError("int8 needs --calibration DIR (real faces)")
+    try:
+        calibration = (load_face_set(args.calibration, args.cropped, args.samples, args.seed)
+                       if args.calibration else None)
+        check = (load_face_set(args.verify, args.cropped, args.verify_samples, args.seed)
+                 if args.verify else calibration)
+    except DataError as e:
+        raise InputError(str(e)) from e
+    if check is None:
+        raise InputError("nothing to verify on: give --verify DIR or --calibration DIR")
+    with contextlib.redirect_stdout(sys.stderr):  # the converter prints its own chatter
+        data = convert(model, args.quantization,
+                       calibration.faces if calibration and needs_calibration else None)
+    tmp = _temp_model_path(args.out)
+    try:
+        tmp.write_bytes(data)
+        source = {"keras": str(args.model), "keras_sha256": file_sha256(args.model),
+                  "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                  **_run_info(args.model)}
+        write_spec(tmp, ModelSpec(quantization=args.quantization, source=source))
+        result = verify(model, tmp, check.faces, check.labels)
+        _print_verification(args, len(data), result, check.source)
+        if result.agreement < args.min_agreement:
+            raise AgreementError(f"top-1 agreement {result.agreement:.2%} is below "
+                                 f"--min-agreement {args.min_agreement:.2%}; nothing written")
+        source |= {"calibration": {"folder": str(args.calibration), "faces":
+                                   len(calibration.faces) if calibration else 0},
+                   "verification": {"folder": str(check.source), **result.to_dict()}}
+        os.replace(tmp, args.out)
+        write_spec(args.out, ModelSpec(quantization=args.quantization, source=source))
+    finally:
+        tmp.unlink(missing_ok=True)
+        spec_path_for(tmp).unlink(missing_ok=True)
+    print(f"wrote {args.out} and {spec_path_for(args.out)}")
+    return source
+
+
+def _pct(value: float | None) -> str:
+    return "n/a (unlabelled)" if value is None else f"{value:.2%}"
+
+
+def _print_verification(args: argparse.Namespace, size: int, result: Any, folder: Path) -> None:
+    print(f"{args.quantization} model: {size:,} bytes ({size / 1024:.1f} KiB)")
+    print(f"verified on {result.faces} faces from {folder}: float accuracy "
+          f"{_pct(result.float_accuracy)}, {args.quantization} accuracy "
+          f"{_pct(result.tflite_accuracy)}, top-1 agreement {result.agreement:.2%}, "
+          f"max probability difference {result.max_prob_diff:.4f}, "
+          f"batching {'on' if result.batchable else 'off'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    args = build_parser().parse_args(argv)
+    from ferlite.edge.runner import ModelLoadError
+    from ferlite.edge.spec import ModelSpecError
+
+    from .tflite import ConversionError
+
+    try:
+        convert_and_verify(args)
+    except (InputError, ConversionError) as e:
+        print(f"fer-convert: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (AgreementError, ModelLoadError, ModelSpecError) as e:
+        print(f"fer-convert: error: {e}", file=sys.stderr)
+        return EXIT_FAILED_CHECK
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

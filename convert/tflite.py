@@ -1,0 +1,60 @@
+"""TFLiteConverter on a fixed batch-1 concrete function, full-integer int8 by default."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from ferlite.edge.contract import INPUT_SIZE
+
+log = logging.getLogger(__name__)
+
+QUANTIZATIONS = ("int8", "float16", "float32")
+
+
+class ConversionError(RuntimeError):
+    """The TFLite converter refused the model."""
+
+
+def model_input(faces: np.ndarray) -> np.ndarray:
+    """(n, h, w) uint8 faces -> (n, h, w, 1) float32 raw pixels, as the model and the runner expect."""
+    return faces[..., np.newaxis].astype(np.float32)
+
+
+def fixed_batch(model):  # type: ignore[no-untyped-def]
+    """The model behind an input of batch 1, so the converter adds no dynamic-shape ops."""
+    import keras
+
+    height, width = INPUT_SIZE
+    face = keras.Input((height, width, 1), batch_size=1, name="face")
+    return keras.Model(face, model(face, training=False), name=model.name)
+
+
+def convert(model, quantization: str = "int8", calibration: np.ndarray | None = None) -> bytes:  # type: ignore[no-untyped-def]
+    """TFLite flatbuffer bytes; int8 needs `calibration` faces (n, h, w) uint8."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, not {quantization!r}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(fixed_batch(model))
+    if quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        if calibration is None or len(calibration) == 0:
+            raise ValueError("int8 conversion needs calibration faces")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: _representative(calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    try:
+        return bytes(converter.convert())
+    except Exception as e:  # the converter raises ConverterError, ValueError, RuntimeError...
+        raise ConversionError(f"TFLite conversion ({quantization}) failed: {e}") from e
+
+
+def _representative(faces: np.ndarray) -> Iterator[list[np.ndarray]]:
+    for face in faces:
+        yield [model_input(face[np.newaxis])]

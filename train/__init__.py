@@ -1,0 +1,1 @@
+"""fer-train: data readers, subject-independent splits, the hybrid CNN, training and its report."""

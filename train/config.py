@@ -1,0 +1,154 @@
+"""fer-train's command line and its TOML mirror (keys are the long flags, `-` or `_`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from .splits import SPLIT_MODES
+
+
+class ConfigError(ValueError):
+    """The TOML configuration is unreadable or has unknown keys or bad values."""
+
+
+def default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ferlite" / "faces"
+
+
+DESCRIPTION = """\
+Train the hybrid CNN on one or more labelled face data sets and write a report.
+
+Data sets (--data KIND[:NAME]=PATH, repeat to merge several):
+  ckplus   CK+ official layout (cohn-kanade-images/ + Emotion/): first frame of every
+           sequence = Neutral, last frame of a labelled sequence = its emotion; full
+           frames, faces found with the Haar detector. Subject = S###.
+  ferg     FERG-DB official layout (FERG_DB_256/<character>/<character>_<expression>/);
+           whole images are faces; subject = character.
+  folder   <class>/<image> (or <train|val|test>/<class>/<image>); full images, faces
+           found with the Haar detector.
+  crops    like folder, but the images are already face crops: only resized
+           (e.g. the 48x48 sets in ../shared/data).
+Class folder names map to the six labels through built-in aliases (anger/angry,
+happiness/happy/joy, sadness/sad, ...); fear and contempt are dropped and counted;
+add or override with --class-map SOURCE=LABEL (LABEL 'drop' drops it).
+folder/crops sets read a subject ID from file names with --subject-regex NAME=REGEX
+(default: the CK+ pattern '^(S\\d{3})_'; 'none' to switch off). File names starting
+Training_/PublicTest_/PrivateTest_ (FER2013) keep that split as train/val/test.
+
+Example:
+  fer-train --data crops:ckplus=../shared/data/ckplus48_hugoiwnl \\
+            --data crops:fer2013=../shared/data/fer2013 \\
+            --test-subjects train/splits/ckplus-test-subjects.txt --out runs/merged
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fer-train", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", type=Path, help="TOML file; its keys mirror these flags")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", action="append", metavar="KIND[:NAME]=PATH",
+                   help="a data set (repeatable)")
+    g.add_argument("--class-map", action="append", metavar="SOURCE=LABEL",
+                   help="map a class name to a label or 'drop' (repeatable)")
+    g.add_argument("--faces", action="append", metavar="NAME=whole|detect",
+                   help="override how a set's faces are found (repeatable)")
+    g.add_argument("--subject-regex", action="append", metavar="NAME=REGEX",
+                   help="subject ID from file names of a folder/crops set; group 1 (repeatable)")
+    g.add_argument("--cache", type=Path, help=f"face cache folder (default {default_cache()})")
+    g.add_argument("--no-cache", action="store_true", help="decode every image, cache nothing")
+    g.add_argument("--workers", type=int, help="decoding threads (default: all CPUs)")
+    s = p.add_argument_group("split")
+    s.add_argument("--split", choices=SPLIT_MODES, help="subject-independent (default) or random")
+    s.add_argument("--val-fraction", type=float, help="validation share of unsplit data (0.2)")
+    s.add_argument("--test-fraction", type=float, help="test share of unsplit data (0.0)")
+    s.add_argument("--test-subjects", type=Path, metavar="FILE",
+                   help="subjects (one per line, e.g. S005) always on the test side")
+    s.add_argument("--write-test-subjects", type=Path, metavar="FILE",
+                   help="write the test side's subjects to FILE (with --test-fraction)")
+    s.add_argument("--seed", type=int, help="split, shuffle and init seed (0)")
+    m = p.add_argument_group("model")
+    m.add_argument("--width", type=float, help="multiplier of the default filters and units (1.0)")
+    m.add_argument("--filters", help="five conv filter counts, e.g. 32,64,128,128,256")
+    m.add_argument("--dense", help="two hidden dense sizes, e.g. 256,128")
+    m.add_argument("--dropout", type=float, help="dropout after each hidden dense layer (0.4)")
+    t = p.add_argument_group("training")
+    t.add_argument("--out", type=Path, help="run folder (required)")
+    t.add_argument("--epochs", type=int, help="epochs (40)")
+    t.add_argument("--batch-size", type=int, help="batch size (62)")
+    t.add_argument("--learning-rate", type=float, help="Adam learning rate (0.001)")
+    t.add_argument("--patience", type=int, help="early stopping patience in epochs (10)")
+    t.add_argument("--no-class-weights", action="store_true", help="no balanced class weights")
+    t.add_argument("--no-augment", action="store_true", help="no data augmentation")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (its saved options)")
+    t.add_argument("--dry-run", action="store_true",
+                   help="read, decode and split the data, write the manifest, do not train")
+    return p
+
+
+DEFAULTS: dict[str, Any] = {
+    "data": [], "class_map": [], "faces": [], "subject_regex": [], "split": "subject",
+    "val_fraction": 0.2, "test_fraction": 0.0, "seed": 0, "width": 1.0, "dropout": 0.4,
+    "epochs": 40, "batch_size": 62, "learning_rate": 1e-3, "patience": 10,
+}
+_LISTS = ("data", "class_map", "faces", "subject_regex")
+_NOT_IN_TOML = {"config", "help"}
+
+
+def load_toml(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: unreadable config ({e})") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: bad TOML ({e})") from e
+    known = {a.dest for a in parser._actions} - _NOT_IN_TOML
+    values = {key.replace("-", "_"): value for key, value in raw.items()}
+    unknown = sorted(k for k in values if k not in known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {unknown}")
+    for key in _LISTS:
+        if key in values and isinstance(values[key], str):
+            values[key] = [values[key]]
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Flags > TOML > defaults; list flags add to the TOML lists."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config = load_toml(args.config, parser) if args.config else {}
+    merged: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if key in _LISTS:
+            merged[key] = [*config.get(key, []), *(value or [])]
+        elif value is None or value is False:
+            merged[key] = config.get(key, DEFAULTS.get(key, value))
+        else:
+            merged[key] = value
+    for key in ("out", "cache", "test_subjects", "write_test_subjects"):
+        if merged.get(key) is not None:
+            merged[key] = Path(merged[key])
+    merged["explicit"] = sorted(k for k, v in vars(args).items() if v not in (None, False, []))
+    return argparse.Namespace(**merged)
+
+
+def int_list(text: str | list[int] | None) -> list[int] | None:
+    if text is None or isinstance(text, list):
+        return text
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise ConfigError(f"expected comma-separated integers, got {text!r}") from e

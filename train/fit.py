@@ -1,0 +1,209 @@
+"""Training: Adam with plateau drops, class weights, early stopping, an atomic checkpoint every
+epoch and `--resume` from it (weights, optimizer state, callback state and history)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ferlite.edge.contract import LABELS
+from ferlite.edge.spec import atomic_write_bytes
+
+from .model import Architecture, build_model
+from .pipeline import Augmentation, class_weights, eval_dataset, train_dataset
+
+log = logging.getLogger(__name__)
+
+LAST = "checkpoints/last.keras"
+BEST = "checkpoints/best.keras"
+STATE = "checkpoints/state.json"
+# Callback attributes that must survive a resume.
+_CALLBACK_STATE = {"lr_plateau": ("wait", "best", "cooldown_counter"),
+                   "early_stopping": ("wait", "best", "best_epoch")}
+
+
+class ResumeError(RuntimeError):
+    """--resume was asked for but the run folder has no usable checkpoint."""
+
+
+@dataclass
+class FitOptions:
+    epochs: int = 40
+    batch_size: int = 62
+    learning_rate: float = 1e-3
+    patience: int = 10  # early stopping, epochs without a better validation accuracy
+    lr_patience: int = 4
+    lr_factor: float = 0.5
+    min_lr: float = 1e-5
+    class_weights: bool = True
+    seed: int = 0
+    augmentation: Augmentation | None = field(default_factory=Augmentation)
+
+
+def atomic_save_model(model: keras.Model, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def select_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over several GPUs; mixed precision on any GPU; plain CPU otherwise."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if len(gpus) > 1:
+        log.info("training on %d GPUs (MirroredStrategy, mixed precision)", len(gpus))
+        return tf.distribute.MirroredStrategy()
+    log.info("training on %s", "1 GPU (mixed precision)" if gpus else "CPU")
+    return tf.distribute.get_strategy()
+
+
+class RunState(keras.callbacks.Callback):
+    """Saves last/best checkpoints and state.json atomically at the end of every epoch."""
+
+    def __init__(self, out: Path, monitor: str, callbacks: dict[str, keras.callbacks.Callback],
+                 train_count: int, restored: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.out, self.monitor, self.others = out, monitor, callbacks
+        self.train_count = train_count
+        self.state: dict[str, Any] = restored or {"history": [], "best": None, "best_epoch": None}
+        self._restore = restored is not None
+        self._started = 0.0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if not self._restore:
+            return
+        for name, attrs in _CALLBACK_STATE.items():
+            saved = self.state.get("callbacks", {}).get(name, {})
+            for attr in attrs:
+                if attr in saved:
+                    setattr(self.others[name], attr, saved[attr])
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        seconds = time.perf_counter() - self._started
+        entry = {k: float(v) for k, v in (logs or {}).items()}
+        entry.update(epoch=epoch + 1, seconds=seconds, images_per_second=self.train_count / seconds,
+                     learning_rate=float(keras.ops.convert_to_numpy(
+                         self.model.optimizer.learning_rate)))
+        log.info("epoch %d: %.1f s, %.0f images/s, %s", epoch + 1, seconds,
+                 entry["images_per_second"],
+                 ", ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items())))
+        value = entry.get(self.monitor)
+        improved = value is not None and (self.state["best"] is None or value > self.state["best"])
+        if improved:
+            self.state.update(best=value, best_epoch=epoch + 1)
+            atomic_save_model(self.model, self.out / BEST)
+        atomic_save_model(self.model, self.out / LAST)
+        self.state["history"].append(entry)
+        self.state["epoch"] = epoch + 1
+        self.state["callbacks"] = {
+            name: {a: _plain(getattr(self.others[name], a, None)) for a in attrs}
+            for name, attrs in _CALLBACK_STATE.items()
+        }
+        atomic_write_bytes(self.out / STATE, json.dumps(self.state, indent=1).encode())
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def load_state(out: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((out / STATE).read_text())
+    except FileNotFoundError as e:
+        raise ResumeError(f"{out / STATE}: no checkpoint to resume from") from e
+    except (OSError, ValueError) as e:
+        raise ResumeError(f"{out / STATE}: unreadable checkpoint state ({e})") from e
+    if not (out / LAST).is_file():
+        raise ResumeError(f"{out / LAST}: checkpoint missing")
+    return state
+
+
+def _tensorboard(out: Path) -> list[keras.callbacks.Callback]:
+    """TensorBoard logs when the tensorboard package is installed (TF 2.21 no longer pulls it)."""
+    if importlib.util.find_spec("tensorboard") is None:
+        log.info("tensorboard not installed: no TensorBoard logs (history.csv has every epoch)")
+        return []
+    return [keras.callbacks.TensorBoard(str(out / "tensorboard"))]
+
+
+def _compile(model: keras.Model, lr: float) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+
+
+@dataclass
+class FitResult:
+    model: keras.Model
+    history: list[dict[str, float]]
+    best_epoch: int | None
+
+
+def fit(
+    arch: Architecture, opts: FitOptions, out: Path, train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None, resume: bool = False,
+) -> FitResult:
+    """Train (or continue training) and return the best model by validation accuracy."""
+    keras.utils.set_random_seed(opts.seed)
+    strategy = select_strategy()
+    restored = load_state(out) if resume else None
+    with strategy.scope():
+        if restored:
+            model = keras.models.load_model(out / LAST)
+            log.info("resuming %s after epoch %d", out, restored["epoch"])
+        else:
+            model = build_model(arch)
+            _compile(model, opts.learning_rate)
+    has_val = val is not None and len(val[0]) > 0
+    monitor = "val_accuracy" if has_val else "accuracy"
+    others = {
+        "lr_plateau": keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss" if has_val else "loss", factor=opts.lr_factor,
+            patience=opts.lr_patience, min_lr=opts.min_lr, verbose=1),
+        "early_stopping": keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
+                                                        patience=opts.patience, verbose=1),
+    }
+    state = RunState(out, monitor, others, len(train[0]), restored)
+    callbacks = [*others.values(), state,
+                 keras.callbacks.CSVLogger(str(out / "history.csv"), append=bool(restored)),
+                 *_tensorboard(out)]
+    initial_epoch = int(restored["epoch"]) if restored else 0
+    if initial_epoch < opts.epochs:
+        model.fit(
+            train_dataset(*train, opts.batch_size, opts.seed, opts.augmentation),
+            validation_data=eval_dataset(*val, opts.batch_size) if has_val else None,
+            epochs=opts.epochs, initial_epoch=initial_epoch,
+            class_weight=class_weights(train[1], len(LABELS)) if opts.class_weights else None,
+            callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
+        )
+    return FitResult(_best_float32(arch, out), state.state["history"], state.state["best_epoch"])
+
+
+def _best_float32(arch: Architecture, out: Path) -> keras.Model:
+    """The best checkpoint's weights in a float32 model (drops any mixed-precision policy)."""
+    best = keras.models.load_model(out / BEST if (out / BEST).is_file() else out / LAST)
+    keras.mixed_precision.set_global_policy("float32")
+    model = build_model(arch)
+    model.set_weights(best.get_weights())
+    _compile(model, 1e-3)
+    return model
