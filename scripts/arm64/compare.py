@@ -25,8 +25,9 @@ def main() -> int:
         a, b = x86.get(name, []), arm.get(name, [])
         la = ",".join(f["label"] for f in a) or "-"
         lb = ",".join(f["label"] for f in b) or "-"
+        pairs = zip(a, b, strict=False)  # a face-count mismatch is reported below
         diff = max(
-            (abs(fa["scores"][k] - fb["scores"][k]) for fa, fb in zip(a, b) for k in fa["scores"]),
+            (abs(fa["scores"][k] - fb["scores"][k]) for fa, fb in pairs for k in fa["scores"]),
             default=0.0,
         )
         worst = max(worst, diff)
