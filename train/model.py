@@ -24,6 +24,7 @@ class Architecture:
     filters: tuple[int, ...] = DEFAULT_FILTERS
     dense: tuple[int, ...] = DEFAULT_DENSE
     dropout: float = DEFAULT_DROPOUT
+    bn_momentum: float = 0.99  # lower (0.8) for tiny runs of a few dozen steps
 
     @classmethod
     def scaled(
@@ -67,7 +68,7 @@ def build_model(arch: Architecture = Architecture(), name: str = "ferlite_hybrid
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     for i, filters in enumerate(arch.filters, start=1):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=arch.bn_momentum, name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = FlattenAnyBatch(name="flatten")(x)
