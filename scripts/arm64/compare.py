@@ -20,7 +20,7 @@ def main() -> int:
     x86, arm = load(sys.argv[1]), load(sys.argv[2])
     ok = set(x86) == set(arm) and len(x86) > 0
     worst = 0.0
-    print(f"   {'file':28} {'x86_64':10} {'aarch64':10} max|dscore|")
+    print(f"   {'file':28} {'x86_64':10} {'aarch64':10} max|dscore|  boxes (x86 | aarch64)")
     for name in sorted(set(x86) | set(arm)):
         a, b = x86.get(name, []), arm.get(name, [])
         la = ",".join(f["label"] for f in a) or "-"
@@ -33,7 +33,11 @@ def main() -> int:
         worst = max(worst, diff)
         same = la == lb and len(a) == len(b)
         ok &= same
-        print(f"   {name:28} {la:10} {lb:10} {diff:.4f}{'' if same else '  <-- DIFFERENT'}")
+        boxes = ""
+        if any("box" in f for f in a + b):
+            boxes = f"  {[f.get('box') for f in a]} | {[f.get('box') for f in b]}"
+        flag = "" if same else "  <-- DIFFERENT"
+        print(f"   {name:28} {la:10} {lb:10} {diff:.4f}{boxes}{flag}")
     print(f"   {len(x86)} frames x86_64, {len(arm)} frames aarch64, largest score gap {worst:.4f}")
     if not ok:
         print("== arm64 check FAILED: labels differ", file=sys.stderr)
