@@ -218,7 +218,7 @@ def _resolve(
     if i in decoded:
         result = decoded[i]
         if isinstance(result, FaceError):
-            log.warning("skipped: %s", result)
+            log.debug("skipped: %s", result)
             return result.status, None
         return "ok", result
     if entry.get("row") is None or cached is None:

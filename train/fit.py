@@ -205,5 +205,4 @@ def _best_float32(arch: Architecture, out: Path) -> keras.Model:
     keras.mixed_precision.set_global_policy("float32")
     model = build_model(arch)
     model.set_weights(best.get_weights())
-    _compile(model, 1e-3)
-    return model
+    return model  # not compiled: model.keras carries no optimizer state (checkpoints do)

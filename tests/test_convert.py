@@ -1,0 +1,114 @@
+"""fer-convert: int8 export, spec, verification through the edge runner, failure leaves nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from train_fixtures import FOLDER_CLASSES, write_image
+
+from ferlite.convert.cli import main
+from ferlite.convert.tflite import model_input
+from ferlite.edge.runner import ModelRunner
+from ferlite.edge.spec import read_spec
+from ferlite.train.model import Architecture, build_model
+from ferlite.train.synthetic import make_faces
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A narrow hybrid CNN that has learnt the synthetic patterns (confident outputs)."""
+    keras.utils.set_random_seed(0)
+    model = build_model(Architecture((4, 8, 8, 16, 16), (16, 16), 0.1, bn_momentum=0.8))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    faces, labels = make_faces(30)
+    model.fit(model_input(faces), labels, epochs=10, batch_size=24, verbose=0)
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def faces_dir(tmp_path_factory) -> Path:
+    """A class tree of synthetic 84x84 "crops" (new draws, not the training ones)."""
+    root = tmp_path_factory.mktemp("faces")
+    names = {label: name for name, label in FOLDER_CLASSES.items()}
+    faces, labels = make_faces(8, seed=7)
+    for i, (face, label) in enumerate(zip(faces, labels, strict=True)):
+        write_image(root / names[int(label)] / f"{i:03d}.png", face)
+    return root
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_int8_export_agrees_with_keras(trained, faces_dir, tmp_path, capsys):
+    out = tmp_path / "out" / "model.tflite"
+    code = main([str(trained), "--calibration", str(faces_dir), "--cropped", "--samples", "30",
+                 "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "top-1 agreement" in printed and "int8 accuracy" in printed
+    spec = read_spec(out)  # checks labels, version and sha256
+    assert spec.quantization == "int8"
+    assert spec.source["keras"] == str(trained)
+    assert spec.source["verification"]["agreement"] >= 0.99
+    assert _leftovers(out.parent) == []
+    runner = ModelRunner(out, threads=1)
+    assert runner.input_dtype == np.int8
+    assert runner.batchable  # no batch size baked in
+    faces, labels = make_faces(10, seed=11)
+    lite = runner.classify(faces)
+    ref = keras.models.load_model(trained).predict(model_input(faces), verbose=0)
+    assert lite.shape == (len(faces), 6)
+    assert np.mean(lite.argmax(1) == ref.argmax(1)) >= 0.95
+    assert np.abs(lite - ref).max() < 0.1
+    assert np.mean(ref.argmax(1) == labels) > 0.5  # the model is not a constant guess
+    single = np.concatenate([runner.classify(faces[i : i + 1]) for i in range(3)])
+    assert np.allclose(single, lite[:3], atol=1e-6)
+
+
+def test_below_min_agreement_leaves_no_file(trained, faces_dir, tmp_path, capsys):
+    out = tmp_path / "model.tflite"
+    code = main([str(trained), "--calibration", str(faces_dir), "--cropped", "--samples", "12",
+                 "--min-agreement", "1.01", "--out", str(out)])
+    assert code == 1
+    assert "below --min-agreement" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_float32_and_flat_folder(trained, faces_dir, tmp_path, capsys):
+    flat = tmp_path / "flat"
+    for path in sorted(faces_dir.glob("*/*.png"))[:6]:
+        (flat / path.name).parent.mkdir(exist_ok=True)
+        (flat / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "f32.tflite"
+    code = main([str(trained), "--verify", str(flat), "--cropped", "--float32", "--out", str(out)])
+    assert code == 0
+    assert "n/a (unlabelled)" in capsys.readouterr().out
+    assert json.loads(out.with_name("f32.spec.json").read_text())["quantization"] == "float32"
+    assert ModelRunner(out, threads=1).input_dtype == np.float32
+
+
+def test_bad_inputs_exit_2(trained, faces_dir, tmp_path, capsys):
+    out = tmp_path / "m.tflite"
+    assert main([str(tmp_path / "nope.keras"), "--calibration", str(faces_dir), "--out",
+                 str(out)]) == 2
+    assert "nope.keras" in capsys.readouterr().err
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"zip? no")
+    assert main([str(broken), "--calibration", str(faces_dir), "--out", str(out)]) == 2
+    assert main([str(trained), "--out", str(out)]) == 2  # int8 without calibration
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([str(trained), "--calibration", str(empty), "--out", str(out)]) == 2
+    # Pattern images hold no face for the Haar detector: say so, suggest --cropped.
+    assert main([str(trained), "--calibration", str(faces_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [e for e in err if e.startswith("fer-convert: error:")]
+    assert len(errors) == 4 and "broken.keras" in errors[0] and "--cropped" in errors[-1]
+    assert not out.exists()
