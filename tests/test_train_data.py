@@ -260,3 +260,23 @@ def test_decoder_matches_edge_preprocessing(tmp_path):
     image = np.random.default_rng(0).integers(0, 255, (60, 50, 3), dtype=np.uint8)
     path = write_image(tmp_path / "x.png", image)
     assert np.array_equal(FaceDecoder(whole=True)(path), preprocess_face(cv2.imread(str(path))))
+
+
+def test_augmentation_is_one_affine_resampling():
+    import tensorflow as tf
+
+    from ferlite.train.pipeline import Augmentation, augment, class_weights
+    from ferlite.train.synthetic import make_faces
+
+    faces, _ = make_faces(2)
+    batch = tf.constant(faces[..., None].astype(np.float32))
+    none = augment(batch, Augmentation(0, 0, 0, 0, flip=False)).numpy()[..., 0]
+    assert np.array_equal(none, faces)
+    flipped = augment(batch, Augmentation(0, 0, 0, 0, flip=True)).numpy()[..., 0]
+    assert all(np.array_equal(f, o) or np.array_equal(f, o[:, ::-1])
+               for f, o in zip(flipped, faces, strict=True))
+    moved = augment(batch, Augmentation()).numpy()
+    assert moved.shape == batch.shape and not np.array_equal(moved[..., 0], faces)
+    assert moved.min() >= 0 and moved.max() <= 255
+    weights = class_weights(np.array([0, 0, 0, 1]), 6)
+    assert weights[1] == pytest.approx(3 * weights[0]) and weights[5] == 0.0

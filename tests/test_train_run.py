@@ -144,3 +144,22 @@ def test_real_data_sample(shared_data, tmp_path):
         prefix = Path(row["path"]).name.split("_")[0]
         assert row["side"] == {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}[prefix]
     assert all(r["subject"].startswith("S") for r in rows if r["dataset"] == "ck")
+
+
+def test_dry_run_writes_manifest_and_test_subjects(data_root, tmp_path, capsys):
+    listing = tmp_path / "held-out.txt"
+    out = tmp_path / "dry"
+    assert main(["--data", f"crops:set={data_root / 'set'}", "--test-fraction", "0.3",
+                 "--write-test-subjects", str(listing), "--no-cache", "--dry-run",
+                 "--out", str(out)]) == 0
+    assert not (out / "model.keras").exists()
+    held_out = set(listing.read_text().split())
+    rows = read_manifest(out / "manifest.csv")
+    assert held_out == {r["subject"] for r in rows if r["side"] == "test"}
+    assert held_out and not held_out & {r["subject"] for r in rows if r["side"] != "test"}
+    # The list fixes the split: a second run with it puts exactly those subjects on test.
+    again = tmp_path / "again"
+    assert main(["--data", f"crops:set={data_root / 'set'}", "--test-subjects", str(listing),
+                 "--seed", "9", "--no-cache", "--dry-run", "--out", str(again)]) == 0
+    rows = read_manifest(again / "manifest.csv")
+    assert held_out == {r["subject"] for r in rows if r["side"] == "test"}

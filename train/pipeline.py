@@ -19,26 +19,38 @@ class Augmentation:
     flip: bool = True
 
 
-def augmenter(aug: Augmentation, seed: int):  # type: ignore[no-untyped-def]
-    """A Keras preprocessing stack applied to float batches (n, h, w, 1) of raw pixels."""
-    import keras
+def _uniform(n: tf.Tensor, limit: float) -> tf.Tensor:
+    return tf.random.uniform([n], -limit, limit)
 
-    layers = []
-    if aug.flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if aug.rotation_degrees:
-        layers.append(keras.layers.RandomRotation(aug.rotation_degrees / 360.0, fill_mode="nearest",
-                                                  seed=seed + 1))
-    if aug.shear:
-        layers.append(keras.layers.RandomShear(aug.shear, aug.shear, fill_mode="nearest",
-                                               seed=seed + 2))
-    if aug.zoom:
-        layers.append(keras.layers.RandomZoom(aug.zoom, aug.zoom, fill_mode="nearest",
-                                              seed=seed + 3))
-    if aug.shift:
-        layers.append(keras.layers.RandomTranslation(aug.shift, aug.shift, fill_mode="nearest",
-                                                     seed=seed + 4))
-    return keras.Sequential(layers, name="augmentation")
+
+def affine_params(n: tf.Tensor, aug: Augmentation, height: int, width: int) -> tf.Tensor:
+    """(n, 8) projective transforms (output pixel -> input pixel) for random flip, rotation,
+    shear, zoom and shift about the image centre, all fused into one matrix per image."""
+    theta = _uniform(n, np.deg2rad(aug.rotation_degrees))
+    cos, sin = tf.cos(theta), tf.sin(theta)
+    shear_x, shear_y = _uniform(n, aug.shear), _uniform(n, aug.shear)
+    zoom_x, zoom_y = 1.0 + _uniform(n, aug.zoom), 1.0 + _uniform(n, aug.zoom)
+    flip = tf.where(tf.random.uniform([n]) < 0.5, -1.0, 1.0) if aug.flip else tf.ones([n])
+    # A = rotation @ shear @ zoom @ flip, written out.
+    s00, s01, s10, s11 = zoom_x * flip, shear_x * zoom_y, shear_y * zoom_x * flip, zoom_y
+    a00, a01 = cos * s00 - sin * s10, cos * s01 - sin * s11
+    a10, a11 = sin * s00 + cos * s10, sin * s01 + cos * s11
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    tx, ty = _uniform(n, aug.shift * width), _uniform(n, aug.shift * height)
+    a02 = cx - a00 * cx - a01 * cy + tx
+    a12 = cy - a10 * cx - a11 * cy + ty
+    zeros = tf.zeros([n])
+    return tf.stack([a00, a01, a02, a10, a11, a12, zeros, zeros], axis=1)
+
+
+def augment(images: tf.Tensor, aug: Augmentation) -> tf.Tensor:
+    """Random affine augmentation of a float batch (n, h, w, 1): one resampling per image."""
+    height, width = images.shape[1], images.shape[2]
+    transforms = affine_params(tf.shape(images)[0], aug, height, width)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.constant([height, width]),
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST",
+    )
 
 
 def _as_input(faces: tf.Tensor) -> tf.Tensor:
@@ -52,12 +64,11 @@ def train_dataset(
     """Shuffled every epoch, batched, augmented in parallel, prefetched."""
     ds = tf.data.Dataset.from_tensor_slices((faces, labels.astype(np.int32)))
     ds = ds.shuffle(len(faces), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    stack = augmenter(aug, seed) if aug else None
 
     def prepare(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         x = _as_input(x)
-        if stack is not None:
-            x = tf.clip_by_value(stack(x, training=True), 0.0, 255.0)
+        if aug is not None:
+            x = augment(x, aug)
         return x, y
 
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
