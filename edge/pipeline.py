@@ -15,6 +15,10 @@ from .detector import HaarDetector
 from .preprocess import Box, preprocess_faces, to_gray
 from .tracking import HAAR_WINDOW, FaceTracker, Track
 
+# A tracked face's region is shrunk until its smallest candidate face is this many px (then, if
+# nothing is found, this many).
+ROI_TARGETS = (36, 54)
+
 
 class Classifier(Protocol):
     def classify(self, faces: np.ndarray) -> np.ndarray: ...
@@ -85,8 +89,32 @@ class Pipeline:
         )
 
     def _detect_small(self, gray: np.ndarray, min_size: int, max_size: int | None) -> list[Box]:
+        """Full search, or a search of one region (max_size given) at the scales near one face.
+
+        A region is shrunk first so that the smallest face searched is ROI_MIN_FACE pixels: Haar
+        then scans a few small images. If that finds nothing, the region is searched again with
+        more detail before the tracker falls back to a full search (which costs far more).
+        """
         assert self.detector is not None
-        return self.detector.detect(gray, min_size=min_size, max_size=max_size)
+        if max_size is None:
+            return self.detector.detect(gray, min_size=min_size, max_size=None)
+        found: list[Box] = []
+        for target in ROI_TARGETS:
+            shrink = min_size / target
+            if shrink <= 1.25:
+                return self.detector.detect(gray, min_size=min_size, max_size=max_size)
+            found = self._detect_shrunk(gray, shrink, target, max_size)
+            if found:
+                break
+        return found
+
+    def _detect_shrunk(self, gray: np.ndarray, shrink: float, min_size: int, max_size: int) -> list[Box]:
+        assert self.detector is not None
+        size = (max(1, round(gray.shape[1] / shrink)), max(1, round(gray.shape[0] / shrink)))
+        small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        high = max(min_size + 1, round(max_size / shrink))
+        found = self.detector.detect(small, min_size=min_size, max_size=high)
+        return [(round(x * shrink), round(y * shrink), round(w * shrink), round(h * shrink)) for x, y, w, h in found]
 
     def _small_gray(self, gray: np.ndarray) -> np.ndarray:
         width = gray.shape[1]

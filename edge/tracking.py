@@ -1,8 +1,8 @@
 """Cheap detection between full searches: follow known faces in small regions, give them ids.
 
-A full-frame search (on the downscaled frame) runs every `full_every` frames, and on the next
-frame whenever a tracked face is not found in its region, so a new face appears within
-`full_every` frames at most. Between full searches each known face is searched for only in a
+A full-frame search (on the downscaled frame) runs every `full_every` frames, with or without
+faces in view, and on the same frame whenever a tracked face is not found in its region, so a
+new face appears within `full_every` frames at most. Between full searches each known face is searched for only in a
 region around its last box, at scales near its last size.
 """
 
@@ -65,7 +65,10 @@ class FaceTracker:
     def update(self, gray: np.ndarray) -> tuple[list[Track], list[int], list[int]]:
         """Returns (tracks seen this frame, ids that appeared, ids that ended)."""
         lost_one = False
-        if self._since_full < self.full_every and self.tracks:
+        if self._since_full < self.full_every and not self.tracks:
+            self._since_full += 1  # nothing to follow: the next full search is at most full_every away
+            return [], [], []
+        if self._since_full < self.full_every:
             found = [self._search_near(gray, t.box) for t in self.tracks]
             lost_one = any(box is None for box in found)
             if not lost_one:

@@ -81,3 +81,62 @@ def test_max_faces_keeps_the_largest():
     tracker = FaceTracker(det, min_size=24, max_faces=2)
     seen, _, _ = tracker.update(FRAME)
     assert sorted(t.box[2] for t in seen) == [50, 80]
+
+
+def test_no_face_in_view_costs_one_full_search_every_n_frames_and_new_face_still_within_bound():
+    det = ScriptedDetector()
+    tracker = FaceTracker(det, min_size=24, full_every=5)
+    for _ in range(10):
+        seen, appeared, _ = tracker.update(FRAME)
+        assert seen == [] and appeared == []
+    assert tracker.full_searches == 2  # frames 0 and 5, not every frame
+    det.faces = [(100, 100, 60, 60)]
+    appeared_after = [tracker.update(FRAME)[1] for _ in range(5)]  # within 5 frames
+    assert [1] in appeared_after
+
+
+def test_lost_face_triggers_a_full_search_on_the_same_frame():
+    det = ScriptedDetector()
+    tracker = FaceTracker(det, min_size=24, full_every=5)
+    det.faces = [(50, 50, 60, 60)]
+    tracker.update(FRAME)
+    det.faces = [(200, 120, 60, 60)]  # jumped out of its region
+    seen, _, _ = tracker.update(FRAME)
+    assert tracker.full_searches == 2
+    assert [t.box for t in seen] == [(200, 120, 60, 60)]
+
+
+class _UniformClassifier:
+    def classify(self, faces):
+        return np.full((len(faces), 6), 1 / 6, dtype=np.float32)
+
+
+def test_pipeline_follows_a_real_face_in_shrunk_regions_between_full_searches(astronaut):
+    from conftest import place_face
+
+    from ferlite.edge.detector import HaarDetector
+    from ferlite.edge.pipeline import Pipeline, PipelineSettings
+
+    pipeline = Pipeline(HaarDetector(1.1, 5, 48), _UniformClassifier(), PipelineSettings(full_detect_every=5))
+    calls: list[tuple[int, int | None]] = []
+    detect = pipeline.detector.detect
+
+    def spy(gray, min_size=None, max_size=None):
+        calls.append((gray.shape[1], max_size))
+        return detect(gray, min_size, max_size)
+
+    pipeline.detector.detect = spy
+    tracks = set()
+    for step in range(5):
+        # The face (95 px in the photo) becomes ~133 px: ~66 px on the 320-wide detection frame.
+        head = astronaut[0:260, 100:360]  # the face only, no badge that Haar might take for one
+        result = pipeline.process(place_face(head, 20 + 4 * step, 10 + 2 * step, scale=1.4))
+        assert len(result.faces) == 1
+        x, y, w, _ = result.faces[0].box
+        assert abs(x - (20 + 4 * step + 108)) < 20 and abs(y - (10 + 2 * step + 92)) < 20 and 110 < w < 160
+        tracks.add(result.faces[0].track)
+    assert tracks == {1}
+    assert pipeline.tracker.full_searches == 1
+    roi_widths = [width for width, max_size in calls if max_size is not None]
+    # Unshrunk, a region (the face plus half its size on each side) would be ~130 px wide here.
+    assert len(roi_widths) >= 4 and max(roi_widths) < 100

@@ -1,0 +1,293 @@
+"""Benchmark: ferlite's pipeline against full-frame Haar, as every peer does it, on the same frames.
+
+    .venv/bin/python tests/bench/bench_pipeline.py --out tests/bench/bench_pipeline.json
+
+Baseline: BGR -> gray -> Haar on the full 640x480 frame (scaleFactor 1.1, minNeighbors 5,
+minSize 50x50) -> classify the faces. ferlite: Pipeline with every default of EdgeConfig.
+Both run on each frame, one after the other (order alternating), so machine noise hits both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import scenes
+from measure import (
+    default_model,
+    fer_edge,
+    spawn_until_first_line,
+    stats_ms,
+    unmatched,
+)
+
+from ferlite.edge.cli import _settings as daemon_settings
+from ferlite.edge.config import EdgeConfig
+from ferlite.edge.detector import HaarDetector
+from ferlite.edge.pipeline import Pipeline, PipelineSettings
+from ferlite.edge.preprocess import Box, preprocess_faces
+from ferlite.edge.runner import ModelRunner
+from ferlite.edge.tracking import iou
+
+log = logging.getLogger(__name__)
+
+KINDS = ("single", "multi", "empty", "appear")
+BASELINE = {"scale_factor": 1.1, "min_neighbors": 5, "min_size": 50, "width": 640}
+
+
+def ferlite_settings(config: EdgeConfig, margin: float) -> PipelineSettings:
+    """The settings fer-edge builds from its config for a camera or video source (its own code)."""
+    return daemon_settings(config, temporal=True, margin=margin)
+
+
+class Baseline:
+    """Full-frame Haar at 640x480 plus classification of every face found."""
+
+    def __init__(self, runner: ModelRunner) -> None:
+        self.detector = HaarDetector(1.1, 5, 50)  # as BASELINE says
+        self.runner = runner
+
+    def process(self, image: np.ndarray) -> list[Box]:
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        boxes = self.detector.detect(gray)
+        faces = preprocess_faces(gray, boxes, margin=self.runner.spec.margin, size=self.runner.spec.input_size)
+        if len(faces):
+            self.runner.classify(faces)
+        return boxes
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def make_scenes(args: argparse.Namespace) -> list[list[scenes.Frame]]:
+    rng = np.random.default_rng(args.seed)
+    photos = scenes.face_photos()
+    return [
+        list(scenes.scene(kind, args.frames, photos, rng))
+        for _ in range(args.scenes)
+        for kind in KINDS
+    ]
+
+
+def run_threads(
+    all_scenes: list[list[scenes.Frame]], model: Path, threads: int, config: EdgeConfig
+) -> dict[str, Any]:
+    """Interleaved latencies, detection agreement and time to new face for one thread count."""
+    cv2.setNumThreads(threads)
+    runner = ModelRunner(model, threads=threads)
+    baseline = Baseline(runner)
+    times: dict[str, list[float]] = {"baseline": [], "ferlite": []}
+    counts = {"truth": 0, "baseline_hit": 0, "ferlite_hit": 0, "baseline_only": 0, "ferlite_only": 0,
+              "baseline_false": 0, "ferlite_false": 0}
+    new_face_frames: list[int | None] = []
+    for frames in all_scenes:
+        detector = HaarDetector(config.scale_factor, config.min_neighbors, config.min_size)
+        pipeline = Pipeline(detector, runner, ferlite_settings(config, runner.spec.margin))
+        waiting: tuple[Box, int] | None = None
+        for index, frame in enumerate(frames):
+            order = ("baseline", "ferlite") if index % 2 == 0 else ("ferlite", "baseline")
+            found: dict[str, list[Box]] = {}
+            for name in order:
+                if name == "baseline":
+                    seconds, found[name] = _timed(lambda f=frame: baseline.process(f.image))
+                else:
+                    seconds, result = _timed(lambda f=frame, p=pipeline: p.process(f.image))
+                    found[name] = [face.box for face in result.faces]
+                times[name].append(seconds)
+            _count(counts, frame.truth, found["baseline"], found["ferlite"])
+            if frame.new_face is not None:
+                waiting = (frame.truth[frame.new_face], 0)
+            if waiting is not None:
+                box = max(frame.truth, key=lambda t, b=waiting[0]: iou(t, b))  # the new face, moved
+                waiting = (box, waiting[1] + 1)
+                if not unmatched([box], found["ferlite"]):
+                    new_face_frames.append(waiting[1])
+                    waiting = None
+        if waiting is not None:
+            new_face_frames.append(None)
+    return _summary(times, counts, new_face_frames, config, threads, runner.backend)
+
+
+def _count(counts: dict[str, int], truth: list[Box], base: list[Box], fer: list[Box]) -> None:
+    counts["truth"] += len(truth)
+    counts["baseline_hit"] += len(truth) - len(unmatched(truth, base))
+    counts["ferlite_hit"] += len(truth) - len(unmatched(truth, fer))
+    counts["baseline_only"] += len(unmatched(base, fer))
+    counts["ferlite_only"] += len(unmatched(fer, base))
+    counts["baseline_false"] += len(unmatched(base, truth))
+    counts["ferlite_false"] += len(unmatched(fer, truth))
+
+
+def _summary(
+    times: dict[str, list[float]], counts: dict[str, int], new_face: list[int | None], config: EdgeConfig,
+    threads: int, backend: str,
+) -> dict[str, Any]:
+    base, fer = stats_ms(times["baseline"]), stats_ms(times["ferlite"])
+    truth = max(1, counts["truth"])
+    seen = [n for n in new_face if n is not None]
+    return {
+        "threads": threads,
+        "backend": backend,
+        "baseline_ms": base,
+        "ferlite_ms": fer,
+        "ratio_median": round(base["median"] / fer["median"], 2),
+        "ratio_mean": round(base["mean"] / fer["mean"], 2),
+        "recall_baseline": round(counts["baseline_hit"] / truth, 4),
+        "recall_ferlite": round(counts["ferlite_hit"] / truth, 4),
+        "counts": counts,
+        "new_face_frames": new_face,
+        "new_face_worst": max(seen) if seen and len(seen) == len(new_face) else None,
+        "new_face_bound": config.full_detect_every,
+    }
+
+
+def peak_rss_of_imports(modules: Sequence[str]) -> dict[str, int]:
+    """VmHWM (kB) of a fresh interpreter that imports each module alone ("" = nothing)."""
+    out = {}
+    for module in modules:
+        code = (f"import {module}\n" if module else "") + (
+            "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out[module or "python"] = int(done.stdout.split()[-1])
+    return out
+
+
+def daemon_startup(model: Path, runs: int, frames_dir: Path) -> dict[str, Any]:
+    argv = [fer_edge(), "--source", str(frames_dir), "--loop", "--model", str(model), "--threads", "1"]
+    firsts, peaks = [], []
+    for _ in range(runs):
+        first, peak = spawn_until_first_line(argv, lines=100)
+        firsts.append(first)
+        peaks.append(peak or 0)
+    return {"argv": argv, "first_result_s": firsts, "peak_rss_kb": peaks,
+            "first_result_median_s": round(float(np.median(firsts)), 3), "peak_rss_max_mb": round(max(peaks) / 1024, 1)}
+
+
+PEER_BUILD = """
+import os, sys; os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import keras
+inp = keras.Input((84, 84, 1)); x = keras.layers.Rescaling(1 / 255.0)(inp)
+for f in (32, 64, 128):
+    x = keras.layers.Conv2D(f, 3, padding="same", activation="relu")(x); x = keras.layers.MaxPooling2D()(x)
+x = keras.layers.Flatten()(x); out = keras.layers.Dense(6, activation="softmax")(x)
+keras.Model(inp, out).save(sys.argv[1])
+"""
+PEER_RUN = """
+import os, sys; os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, tensorflow as tf
+model = tf.keras.models.load_model(sys.argv[1])
+model.predict(np.zeros((1, 84, 84, 1), np.float32), verbose=0)
+print("first result", flush=True)
+sys.stdin.read()
+"""
+
+
+def tensorflow_peer(runs: int, workdir: Path) -> dict[str, Any] | None:
+    """What a TensorFlow-based peer pays: import TF, load a Keras model, one prediction."""
+    path = workdir / "peer.keras"
+    try:
+        subprocess.run([sys.executable, "-c", PEER_BUILD, str(path)], check=True, capture_output=True)
+    except subprocess.CalledProcessError as e:
+        log.warning("no TensorFlow peer measured: %s", e.stderr.decode()[-300:])
+        return None
+    firsts, peaks = [], []
+    for _ in range(runs):
+        first, peak = spawn_until_first_line([sys.executable, "-c", PEER_RUN, str(path)])
+        firsts.append(first)
+        peaks.append(peak or 0)
+    return {"first_result_s": firsts, "peak_rss_kb": peaks,
+            "first_result_median_s": round(float(np.median(firsts)), 3), "peak_rss_max_mb": round(max(peaks) / 1024, 1)}
+
+
+def write_frames(frames: Sequence[scenes.Frame], folder: Path) -> Path:
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"frame_{i:03d}.jpg"), frame.image)
+    return folder
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    print(f"\nferlite detect_width {report['detect_width']}, {report['frames']} frames, model {report['model']}")
+    print("\nper-frame latency, same run, baseline and ferlite interleaved (ms)")
+    print("| threads | baseline median | baseline p95 | ferlite median | ferlite p95 | ratio (median) | ratio (mean) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in report["runs"]:
+        b, f = r["baseline_ms"], r["ferlite_ms"]
+        print(f"| {r['threads']} | {b['median']:.2f} | {b['p95']:.2f} | {f['median']:.2f} | {f['p95']:.2f} "
+              f"| {r['ratio_median']:.1f}x | {r['ratio_mean']:.1f}x |")
+    print("\ndetection on the same frames (faces matched at IoU >= 0.4)")
+    print("| threads | true faces | recall baseline | recall ferlite | baseline-only | ferlite-only "
+          "| false baseline | false ferlite | new face within (frames, worst / bound) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in report["runs"]:
+        c = r["counts"]
+        print(f"| {r['threads']} | {c['truth']} | {r['recall_baseline']:.2%} | {r['recall_ferlite']:.2%} "
+              f"| {c['baseline_only']} | {c['ferlite_only']} | {c['baseline_false']} | {c['ferlite_false']} "
+              f"| {r['new_face_worst']} / {r['new_face_bound']} |")
+    d, p = report["daemon"], report.get("tensorflow_peer")
+    print("\nstart-up to first result and peak RSS (VmHWM)")
+    print("| process | first result (median s) | peak RSS (MB) |")
+    print("|---|---|---|")
+    print(f"| fer-edge --threads 1 | {d['first_result_median_s']:.2f} | {d['peak_rss_max_mb']:.1f} |")
+    if p:
+        print(f"| python + TensorFlow + Keras model | {p['first_result_median_s']:.2f} | {p['peak_rss_max_mb']:.1f} |")
+    print("\nimport peak RSS (MB, a fresh interpreter importing one module):",
+          ", ".join(f"{k} {v / 1024:.1f}" for k, v in report["import_rss_kb"].items()))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=default_model())
+    p.add_argument("--frames", type=int, default=60, help="frames per scene")
+    p.add_argument("--scenes", type=int, default=3, help="scenes of each kind (single, multi, empty, appear)")
+    p.add_argument("--threads", default=f"1,{os.cpu_count() or 1}", help="comma-separated thread counts")
+    p.add_argument("--detect-width", type=int, help="override ferlite's default detect_width (0: full frame)")
+    p.add_argument("--startup-runs", type=int, default=3)
+    p.add_argument("--no-peer", action="store_true", help="skip the TensorFlow peer")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", type=Path, help="write the report here as JSON")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    if not args.model.is_file():
+        print(f"bench_pipeline: {args.model}: no model (give --model)", file=sys.stderr)
+        return 2
+    all_scenes = make_scenes(args)
+    config = EdgeConfig() if args.detect_width is None else EdgeConfig(detect_width=args.detect_width)
+    report: dict[str, Any] = {"model": str(args.model), "frames": sum(map(len, all_scenes)), "baseline": BASELINE,
+                              "cpu_count": os.cpu_count(), "detect_width": config.detect_width, "runs": []}
+    for threads in (int(t) for t in args.threads.split(",")):
+        log.info("measuring at %d thread(s)", threads)
+        report["runs"].append(run_threads(all_scenes, args.model, threads, config))
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = write_frames([s[len(s) // 2] for s in all_scenes[: len(KINDS)]], Path(tmp))
+        report["daemon"] = daemon_startup(args.model, args.startup_runs, frames)
+        report["tensorflow_peer"] = None if args.no_peer else tensorflow_peer(args.startup_runs, Path(tmp))
+    report["import_rss_kb"] = peak_rss_of_imports(
+        ["", "numpy", "cv2", "ai_edge_litert.interpreter", "ferlite.edge.cli"]
+    )
+    print_tables(report)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
