@@ -96,6 +96,9 @@ def _temp_model_path(out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".tflite")
     os.close(fd)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)  # mkstemp makes 0600; the model must be readable as usual
     return Path(name)
 
 

@@ -58,6 +58,7 @@ def test_int8_export_agrees_with_keras(trained, faces_dir, tmp_path, capsys):
     assert spec.source["keras"] == str(trained)
     assert spec.source["verification"]["agreement"] >= 0.99
     assert _leftovers(out.parent) == []
+    assert out.stat().st_mode & 0o044  # readable by others (mkstemp would give 0600)
     runner = ModelRunner(out, threads=1)
     assert runner.input_dtype == np.int8
     assert runner.batchable  # no batch size baked in

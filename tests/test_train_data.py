@@ -280,3 +280,11 @@ def test_augmentation_is_one_affine_resampling():
     assert moved.min() >= 0 and moved.max() <= 255
     weights = class_weights(np.array([0, 0, 0, 1]), 6)
     assert weights[1] == pytest.approx(3 * weights[0]) and weights[5] == 0.0
+
+
+def test_augmentation_strength_scales():
+    from ferlite.train.pipeline import Augmentation
+
+    assert Augmentation().scaled(0) is None
+    half = Augmentation().scaled(0.5)
+    assert half is not None and half.shift == pytest.approx(0.05) and half.rotation_degrees == 5

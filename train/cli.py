@@ -25,7 +25,8 @@ EXIT_BAD_INPUT = 2
 RUN_FILE = "run.json"
 _SAVED = ("data", "class_map", "faces", "subject_regex", "split", "val_fraction",
           "test_fraction", "test_subjects", "seed", "width", "filters", "dense", "dropout",
-          "epochs", "batch_size", "learning_rate", "patience", "no_class_weights", "no_augment")
+          "epochs", "batch_size", "learning_rate", "patience", "no_class_weights", "no_augment",
+          "augment")
 
 
 class UsageError(ValueError):
@@ -174,7 +175,7 @@ def _train_and_report(args: argparse.Namespace, prepared: Any) -> int:
     opts = FitOptions(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         patience=args.patience, class_weights=not args.no_class_weights, seed=args.seed,
-        augmentation=None if args.no_augment else Augmentation(),
+        augmentation=None if args.no_augment else Augmentation().scaled(args.augment),
     )
     train = prepared.side("train")
     val = prepared.side("val")

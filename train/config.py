@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, help="early stopping patience in epochs (10)")
     t.add_argument("--no-class-weights", action="store_true", help="no balanced class weights")
     t.add_argument("--no-augment", action="store_true", help="no data augmentation")
+    t.add_argument("--augment", type=float, metavar="FACTOR",
+                   help="scale the augmentation ranges (1.0: shift/shear/zoom 10%%, rotation 10 deg)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (its saved options)")
     t.add_argument("--dry-run", action="store_true",
@@ -101,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 DEFAULTS: dict[str, Any] = {
     "data": [], "class_map": [], "faces": [], "subject_regex": [], "split": "subject",
     "val_fraction": 0.2, "test_fraction": 0.0, "seed": 0, "width": 1.0, "dropout": 0.4,
-    "epochs": 40, "batch_size": 62, "learning_rate": 1e-3, "patience": 10,
+    "epochs": 40, "batch_size": 62, "augment": 1.0, "learning_rate": 1e-3, "patience": 10,
 }
 _LISTS = ("data", "class_map", "faces", "subject_regex")
 _NOT_IN_TOML = {"config", "help"}

@@ -18,6 +18,13 @@ class Augmentation:
     zoom: float = 0.1
     flip: bool = True
 
+    def scaled(self, factor: float) -> Augmentation | None:
+        """All ranges times `factor` (flip kept); None for factor 0 (no augmentation)."""
+        if factor <= 0:
+            return None
+        return Augmentation(self.shift * factor, self.rotation_degrees * factor,
+                            self.shear * factor, self.zoom * factor, self.flip)
+
 
 def _uniform(n: tf.Tensor, limit: float) -> tf.Tensor:
     return tf.random.uniform([n], -limit, limit)
