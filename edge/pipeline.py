@@ -13,7 +13,7 @@ import numpy as np
 from .contract import INPUT_SIZE, LABELS
 from .detector import HaarDetector
 from .preprocess import Box, preprocess_faces, to_gray
-from .tracking import HAAR_WINDOW, FaceTracker, Track
+from .tracking import HAAR_WINDOW, ChangeDetector, FaceTracker, Track
 
 # A tracked face's region is shrunk until its smallest candidate face is this many px (then, if
 # nothing is found, this many).
@@ -86,6 +86,7 @@ class Pipeline:
             full_every=settings.full_detect_every,
             roi_margin=settings.track_margin,
             max_faces=settings.max_faces,
+            change=ChangeDetector(),
         )
 
     def _detect_small(self, gray: np.ndarray, min_size: int, max_size: int | None) -> list[Box]:

@@ -1,9 +1,12 @@
 """Cheap detection between full searches: follow known faces in small regions, give them ids.
 
-A full-frame search (on the downscaled frame) runs every `full_every` frames, with or without
-faces in view, and on the same frame whenever a tracked face is not found in its region, so a
-new face appears within `full_every` frames at most. Between full searches each known face is searched for only in a
-region around its last box, at scales near its last size.
+Each known face is searched for only in a region around its last box, at scales near its last
+size; a face not found there triggers a search of the whole frame on the same frame. Every
+`full_every` frames a search for new faces is due. Without a ChangeDetector it covers the whole
+(downscaled) frame; with one it covers only the regions that changed since the last due search
+(a face that appears changes the picture), and the whole frame after COMPLETE_AFTER such
+searches, or when most of the frame changed. Either way a face that comes into view appears
+within `full_every` frames at most.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from .preprocess import Box
 
 Detect = Callable[[np.ndarray, int, int | None], list[Box]]  # (gray, min_size, max_size)
 HAAR_WINDOW = 24  # the frontal-face cascade's own window: nothing smaller is ever found
+COMPLETE_AFTER = 5  # with a ChangeDetector: after this many region-only searches, search the whole frame
 
 
 def iou(a: Sequence[int], b: Sequence[int]) -> float:
@@ -29,6 +34,49 @@ def iou(a: Sequence[int], b: Sequence[int]) -> float:
         return 0.0
     inter = w * h
     return inter / float(aw * ah + bw * bh - inter)
+
+
+class ChangeDetector:
+    """Where a frame differs from the last one it was shown, as boxes; None when that is most of it.
+
+    Frames are compared as thumbnails of cell x cell averages, so sensor noise does not count.
+    """
+
+    def __init__(self, cell: int = 8, threshold: float = 12.0, max_fraction: float = 0.35) -> None:
+        self.cell = cell
+        self.threshold = threshold
+        self.max_fraction = max_fraction
+        self._ref: np.ndarray | None = None
+
+    def _thumb(self, gray: np.ndarray) -> np.ndarray:
+        size = (max(1, gray.shape[1] // self.cell), max(1, gray.shape[0] // self.cell))
+        return cv2.resize(gray, size, interpolation=cv2.INTER_AREA).astype(np.int16)
+
+    def remember(self, gray: np.ndarray) -> None:
+        self._ref = self._thumb(gray)
+
+    def regions(self, gray: np.ndarray, pad: int) -> list[Box] | None:
+        thumb = self._thumb(gray)
+        ref, self._ref = self._ref, thumb
+        if ref is None or ref.shape != thumb.shape:
+            return None
+        mask = (np.abs(thumb - ref) > self.threshold).astype(np.uint8)
+        if not mask.any():
+            return []
+        mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+        if mask.mean() > self.max_fraction:
+            return None
+        _, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+        height, width = gray.shape[:2]
+        boxes = []
+        for x, y, w, h, _area in stats[1:]:
+            x0, y0 = max(0, int(x) * self.cell - pad), max(0, int(y) * self.cell - pad)
+            x1 = min(width, int(x + w) * self.cell + pad)
+            y1 = min(height, int(y + h) * self.cell + pad)
+            boxes.append((x0, y0, x1 - x0, y1 - y0))
+        if sum(w * h for _, _, w, h in boxes) > self.max_fraction * 2 * width * height:
+            return None  # the regions would cost about as much as the whole frame
+        return boxes
 
 
 @dataclass
@@ -50,8 +98,10 @@ class FaceTracker:
         roi_margin: float = 0.5,
         keep_missed: int = 2,
         max_faces: int = 8,
+        change: ChangeDetector | None = None,
     ) -> None:
         self._detect = detect
+        self.change = change
         self.min_size = max(HAAR_WINDOW, min_size)
         self.full_every = full_every
         self.roi_margin = roi_margin
@@ -60,27 +110,61 @@ class FaceTracker:
         self.tracks: list[Track] = []
         self._next_id = 1
         self._since_full = full_every  # first frame: full search
-        self.full_searches = 0
+        self._since_complete = 0
+        self.full_searches = 0  # searches of the whole frame
+        self.partial_searches = 0  # due searches that covered only the changed regions
 
     def update(self, gray: np.ndarray) -> tuple[list[Track], list[int], list[int]]:
         """Returns (tracks seen this frame, ids that appeared, ids that ended)."""
-        lost_one = False
-        if self._since_full < self.full_every and not self.tracks:
-            self._since_full += 1  # nothing to follow: the next full search is at most full_every away
-            return [], [], []
-        if self._since_full < self.full_every:
+        due = self._since_full >= self.full_every
+        regions = self._regions_to_search(gray) if due else []
+        if regions is not None:
             found = [self._search_near(gray, t.box) for t in self.tracks]
-            lost_one = any(box is None for box in found)
-            if not lost_one:
+            if all(box is not None for box in found):
                 for track, box in zip(self.tracks, found, strict=True):
                     assert box is not None
                     track.box, track.missed = box, 0
-                self._since_full += 1
-                return list(self.tracks), [], []
+                appeared = self._search_regions(gray, regions) if due else []
+                self._since_full = 1 if due else self._since_full + 1
+                return list(self.tracks), appeared, []
         self._since_full = 1
+        self._since_complete = 0
         self.full_searches += 1
+        if self.change is not None and not due:
+            self.change.remember(gray)
         boxes = self._detect(gray, self.min_size, None)
         return self._match(boxes)
+
+    def _regions_to_search(self, gray: np.ndarray) -> list[Box] | None:
+        """What a due full search must cover: the changed regions, or None for the whole frame."""
+        if self.change is None:
+            return None
+        regions = self.change.regions(gray, pad=self.min_size)
+        self._since_complete += 1
+        if self._since_complete > COMPLETE_AFTER:
+            return None
+        if regions is not None:
+            self.partial_searches += 1
+        return regions
+
+    def _search_regions(self, gray: np.ndarray, regions: list[Box]) -> list[int]:
+        """Search changed regions for faces no track has yet; start tracks for them."""
+        boxes: list[Box] = []
+        for x, y, w, h in regions:
+            if w < self.min_size or h < self.min_size:
+                continue
+            for bx, by, bw, bh in self._detect(gray[y : y + h, x : x + w], self.min_size, None):
+                box = (bx + x, by + y, bw, bh)
+                known = [t.box for t in self.tracks] + boxes
+                if all(iou(box, other) < 0.2 for other in known):
+                    boxes.append(box)
+        room = max(0, self.max_faces - len(self.tracks))
+        appeared = []
+        for box in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)[:room]:
+            self.tracks.append(Track(self._next_id, box))
+            appeared.append(self._next_id)
+            self._next_id += 1
+        return appeared
 
     def _search_near(self, gray: np.ndarray, box: Box) -> Box | None:
         x, y, w, h = box

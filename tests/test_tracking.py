@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from ferlite.edge.tracking import FaceTracker, iou
+from ferlite.edge.tracking import COMPLETE_AFTER, ChangeDetector, FaceTracker, iou
 
 
 class ScriptedDetector:
@@ -140,3 +141,47 @@ def test_pipeline_follows_a_real_face_in_shrunk_regions_between_full_searches(as
     roi_widths = [width for width, max_size in calls if max_size is not None]
     # Unshrunk, a region (the face plus half its size on each side) would be ~130 px wide here.
     assert len(roi_widths) >= 4 and max(roi_widths) < 100
+
+
+def test_change_detector_reports_only_what_changed():
+    change = ChangeDetector()
+    frame = np.full((240, 320), 90, np.uint8)
+    assert change.regions(frame, pad=24) is None  # nothing to compare with yet
+    noisy = np.clip(frame + np.random.default_rng(0).normal(0, 3, frame.shape), 0, 255).astype(np.uint8)
+    assert change.regions(noisy, pad=24) == []
+    moved = noisy.copy()
+    moved[100:160, 200:260] = 220  # something appears
+    (x, y, w, h), = change.regions(moved, pad=24)
+    assert x <= 200 and y <= 100 and x + w >= 260 and y + h >= 160 and w * h < 320 * 240 / 4
+    assert change.regions(np.full((240, 320), 10, np.uint8), pad=24) is None  # the light went out: all of it
+
+
+@pytest.fixture
+def frame_drawing():
+    yield FRAME
+    FRAME[:] = 0
+
+
+def test_due_search_covers_only_changed_regions_and_still_finds_a_new_face(frame_drawing):
+    det = ScriptedDetector()
+    tracker = FaceTracker(det, min_size=24, full_every=5, change=ChangeDetector())
+    det.faces = [(20, 20, 50, 50)]
+    frame_drawing[20:70, 20:70] = 200
+    _, appeared, _ = tracker.update(FRAME)
+    assert appeared == [1] and tracker.full_searches == 1
+    det.faces.append((200, 120, 60, 60))
+    frame_drawing[120:180, 200:260] = 150  # the new face changes the picture
+    det.calls.clear()
+    appeared_after = [tracker.update(FRAME)[1] for _ in range(5)]
+    assert [2] in appeared_after
+    assert tracker.full_searches == 1 and tracker.partial_searches == 1
+    assert (320, 240) not in det.calls  # no whole-frame search was needed
+
+
+def test_whole_frame_is_searched_again_after_some_region_only_searches():
+    det = ScriptedDetector()
+    tracker = FaceTracker(det, min_size=24, full_every=2, change=ChangeDetector())
+    for _ in range(2 * (COMPLETE_AFTER + 1) + 1):
+        tracker.update(FRAME)  # an unchanging empty frame
+    assert tracker.partial_searches == COMPLETE_AFTER
+    assert tracker.full_searches == 2  # the first frame, then after COMPLETE_AFTER region-only searches
