@@ -29,7 +29,8 @@ def test_scenes_put_real_faces_where_they_say():
 
 
 def test_bench_pipeline_finds_what_the_baseline_finds(tiny_model):
-    args = bench_pipeline.parse_args(["--frames", "12", "--scenes", "1", "--model", str(tiny_model)])
+    argv = ["--frames", "12", "--scenes", "1", "--fer-faces", "0", "--model", str(tiny_model)]
+    args = bench_pipeline.parse_args(argv)
     run = bench_pipeline.run_threads(bench_pipeline.make_scenes(args), tiny_model, 1, EdgeConfig())
     assert run["counts"]["truth"] > 12 + 3 * 12 + 12  # single, multi, empty, then appear (one face, later two)
     assert run["baseline_ms"]["n"] == run["ferlite_ms"]["n"] == 48

@@ -75,7 +75,7 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def make_scenes(args: argparse.Namespace) -> list[list[scenes.Frame]]:
     rng = np.random.default_rng(args.seed)
-    photos = scenes.face_photos()
+    photos = scenes.face_photos(fer_limit=args.fer_faces)
     return [
         list(scenes.scene(kind, args.frames, photos, rng))
         for _ in range(args.scenes)
@@ -258,6 +258,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--detect-width", type=int, help="override ferlite's default detect_width (0: full frame)")
     p.add_argument("--startup-runs", type=int, default=3)
     p.add_argument("--no-peer", action="store_true", help="skip the TensorFlow peer")
+    p.add_argument("--fer-faces", type=int, default=4, help="FER2013 faces to add when ../shared/data is there")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", type=Path, help="write the report here as JSON")
     return p.parse_args(argv)
