@@ -99,7 +99,7 @@ def _load_parts(config: EdgeConfig) -> tuple[ModelRunner, HaarDetector | None]:
     return runner, detector
 
 
-def _settings(config: EdgeConfig, temporal: bool, margin: float) -> PipelineSettings:
+def pipeline_settings(config: EdgeConfig, temporal: bool, margin: float) -> PipelineSettings:
     return PipelineSettings(
         whole_frame=config.whole_frame,
         temporal=temporal,
@@ -142,7 +142,7 @@ def serve(config: EdgeConfig, stop: _StopFlag) -> int:
             sinks.append(feed.publish)
         # Stills from a folder are unrelated photos: no tracking or smoothing across them.
         temporal = not isinstance(source, ImageFilesSource)
-        pipeline = Pipeline(detector, runner, _settings(config, temporal, runner.spec.margin))
+        pipeline = Pipeline(detector, runner, pipeline_settings(config, temporal, runner.spec.margin))
         try:
             stats = run_loop(
                 source, pipeline, sinks,

@@ -41,7 +41,9 @@ class EdgeConfig:
     scale_factor: float = 1.1
     min_neighbors: int = 5
     min_size: int = 48  # pixels of the frame the user gave (Haar sees 24 px at best on the detect frame)
-    detect_width: int = 320  # detection runs on the frame scaled to this width (0: full frame)
+    # Detect on the frame scaled to this width (0: as given). Shrinking pays only when min_size >= ~96:
+    # below twice the cascade's 24 px window OpenCV steps 2 px at a time, and small faces are lost.
+    detect_width: int = 0
     full_detect_every: int = 5  # full-frame search at least every N frames; tracked ROIs between
     track_margin: float = 0.5  # ROI around a known face, as a fraction of its size
     smooth_window: int = 5  # frames of scores averaged for a face's label

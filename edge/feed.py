@@ -20,6 +20,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# New readers taken per message; the listen backlog holds the rest. Without a bound, a client that
+# connects and disconnects in a tight loop makes every publish accept thousands of sockets.
+MAX_ACCEPTS_PER_PUBLISH = 4
+
 
 class FeedError(RuntimeError):
     """The feed socket cannot be created."""
@@ -93,7 +97,7 @@ class SocketFeed:
         return len(self._readers)
 
     def _accept(self) -> None:
-        while True:
+        for _ in range(MAX_ACCEPTS_PER_PUBLISH):
             try:
                 conn, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -105,7 +109,7 @@ class SocketFeed:
                 raise
             conn.setblocking(False)
             self._readers.append(_Reader(conn))
-            log.info("feed: reader connected (%d now)", len(self._readers))
+            log.debug("feed: reader connected (%d now)", len(self._readers))
 
     def publish(self, line: bytes) -> None:
         """Queue one message (ending in a newline) for every reader and send what fits now."""
@@ -126,7 +130,7 @@ class SocketFeed:
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:  # the reader went away (EPIPE, ECONNRESET, ...)
-            log.info("feed: reader disconnected (%d left)", len(self._readers) - 1)
+            log.debug("feed: reader disconnected (%d left)", len(self._readers) - 1)
             return False
         del reader.pending[:sent]
         if len(reader.pending) > self.buffer_limit:

@@ -56,7 +56,7 @@ class FrameResult:
 class PipelineSettings:
     whole_frame: bool = False
     temporal: bool = True  # frames follow each other (camera, video): track and smooth
-    detect_width: int = 320
+    detect_width: int = 0
     min_size: int = 48
     full_detect_every: int = 5
     track_margin: float = 0.5

@@ -32,7 +32,7 @@ from measure import (
     unmatched,
 )
 
-from ferlite.edge.cli import _settings as daemon_settings
+from ferlite.edge.cli import pipeline_settings as daemon_settings
 from ferlite.edge.config import EdgeConfig
 from ferlite.edge.detector import HaarDetector
 from ferlite.edge.pipeline import Pipeline, PipelineSettings

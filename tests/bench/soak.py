@@ -48,7 +48,7 @@ def serve(args: argparse.Namespace) -> int:
     """fer-edge's loop with a failing replayed camera; prints a JSON summary on stdout at the end."""
     import cv2
 
-    from ferlite.edge.cli import _settings as daemon_settings
+    from ferlite.edge.cli import pipeline_settings as daemon_settings
     from ferlite.edge.config import EdgeConfig
     from ferlite.edge.daemon import run_loop
     from ferlite.edge.detector import HaarDetector
