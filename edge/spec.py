@@ -7,10 +7,10 @@ other model bytes) is refused with a one-line error naming the file.
 
 from __future__ import annotations
 
-import hashlib
+import importlib
 import json
 import os
-import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,8 +60,20 @@ def spec_path_for(model_path: str | os.PathLike[str]) -> Path:
     return model_path.with_name(model_path.stem + ".spec.json")
 
 
+def _sha256_factory() -> Callable[[], Any]:
+    """The builtin SHA-256 (_sha2 on 3.12+, _sha256 before): hashlib would load OpenSSL, ~4 MB of RSS."""
+    for name in ("_sha2", "_sha256"):
+        try:
+            return importlib.import_module(name).sha256
+        except ImportError:
+            continue
+    import hashlib
+
+    return hashlib.sha256
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
+    digest = _sha256_factory()()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
@@ -76,6 +88,8 @@ def _current_umask() -> int:
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write via a temp file in the same folder and rename, so readers never see half a file."""
+    import tempfile  # only writers need it; the daemon never writes
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
