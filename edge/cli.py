@@ -12,6 +12,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import cv2
+
 from .config import ConfigError, EdgeConfig, describe, load_config, resolve_model
 from .daemon import Sink, StopFeed, run_loop
 from .detector import DetectorError, HaarDetector
@@ -114,9 +116,8 @@ def pipeline_settings(config: EdgeConfig, temporal: bool, margin: float) -> Pipe
 
 
 def serve(config: EdgeConfig, stop: _StopFlag) -> int:
-    import cv2
-
-    cv2.setNumThreads(config.threads or 0)
+    # OpenCV reads 0 as "no threading" and a negative number as "its default (all cores)".
+    cv2.setNumThreads(config.threads or -1)
     notifier = SystemdNotifier.from_env()
     runner, detector = _load_parts(config)
     with ExitStack() as stack:
