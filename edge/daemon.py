@@ -50,7 +50,6 @@ class LoopStats:
     frames: int = 0
     faces: int = 0
     started: float = 0.0
-    first_result_s: float | None = None
 
     @property
     def fps(self) -> float:
@@ -108,7 +107,6 @@ def run_loop(
         stats.frames += 1
         stats.faces += len(result.faces)
         if stats.frames == 1:
-            stats.first_result_s = time.monotonic() - stats.started
             notifier.ready(f"first frame from {source.name}")
         notifier.watchdog()
         now = time.monotonic()

@@ -15,6 +15,10 @@ from .detector import HaarDetector
 from .preprocess import Box, preprocess_faces, to_gray
 from .tracking import HAAR_WINDOW, ChangeDetector, FaceTracker, Track
 
+
+def scale_box(box: Box, factor: float) -> Box:
+    return round(box[0] * factor), round(box[1] * factor), round(box[2] * factor), round(box[3] * factor)
+
 # A tracked face's region is shrunk until its smallest candidate face is this many px (then, if
 # nothing is found, this many).
 ROI_TARGETS = (36, 54)
@@ -92,7 +96,7 @@ class Pipeline:
     def _detect_small(self, gray: np.ndarray, min_size: int, max_size: int | None) -> list[Box]:
         """Full search, or a search of one region (max_size given) at the scales near one face.
 
-        A region is shrunk first so that the smallest face searched is ROI_MIN_FACE pixels: Haar
+        A region is shrunk first so that the smallest face searched is ROI_TARGETS[0] pixels: Haar
         then scans a few small images. If that finds nothing, the region is searched again with
         more detail before the tracker falls back to a full search (which costs far more).
         """
@@ -115,7 +119,7 @@ class Pipeline:
         small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         high = max(min_size + 1, round(max_size / shrink))
         found = self.detector.detect(small, min_size=min_size, max_size=high)
-        return [(round(x * shrink), round(y * shrink), round(w * shrink), round(h * shrink)) for x, y, w, h in found]
+        return [scale_box(box, shrink) for box in found]
 
     def _small_gray(self, gray: np.ndarray) -> np.ndarray:
         width = gray.shape[1]
@@ -130,13 +134,13 @@ class Pipeline:
     def _detect_stills(self, gray: np.ndarray) -> list[Box]:
         """Unrelated photos: a full search on every frame, no tracks."""
         small = self._small_gray(gray)
-        min_size = max(HAAR_WINDOW, round(self.settings.min_size / self._scale))
-        boxes = sorted(self._detect_small(small, min_size, None), key=lambda b: b[2] * b[3], reverse=True)
-        return [self._to_frame_box(b) for b in boxes[: self.settings.max_faces]]
+        boxes = self._detect_small(small, self._detection_min_size(), None)
+        boxes = sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+        return [scale_box(b, self._scale) for b in boxes[: self.settings.max_faces]]
 
-    def _to_frame_box(self, box: Box) -> Box:
-        s = self._scale
-        return round(box[0] * s), round(box[1] * s), round(box[2] * s), round(box[3] * s)
+    def _detection_min_size(self) -> int:
+        """min_size in the pixels of the (possibly shrunk) detection frame."""
+        return max(HAAR_WINDOW, round(self.settings.min_size / self._scale))
 
     def process(self, image: np.ndarray) -> FrameResult:
         start = time.perf_counter()
@@ -151,10 +155,10 @@ class Pipeline:
             tracks = []
         else:
             small = self._small_gray(gray)
-            self.tracker.min_size = max(HAAR_WINDOW, round(self.settings.min_size / self._scale))
+            self.tracker.min_size = self._detection_min_size()
             tracks, appeared, ended = self.tracker.update(small)
             tracks = tracks[: self.settings.max_faces]
-            boxes = [self._to_frame_box(t.box) for t in tracks]
+            boxes = [scale_box(t.box, self._scale) for t in tracks]
             events = [{"type": "new", "track": i} for i in appeared]
             events += [{"type": "end", "track": i} for i in ended]
         detected = time.perf_counter()

@@ -25,6 +25,14 @@ HAAR_WINDOW = 24  # the frontal-face cascade's own window: nothing smaller is ev
 COMPLETE_AFTER = 5  # with a ChangeDetector: after this many region-only searches, search the whole frame
 
 
+MATCH_IOU = 0.2  # boxes overlapping at least this much are the same face
+
+
+def shift_box(box: Sequence[int], dx: int, dy: int) -> Box:
+    """A box found in a region whose top-left corner is (dx, dy), in the whole frame's pixels."""
+    return box[0] + dx, box[1] + dy, box[2], box[3]
+
+
 def iou(a: Sequence[int], b: Sequence[int]) -> float:
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
@@ -153,18 +161,20 @@ class FaceTracker:
         for x, y, w, h in regions:
             if w < self.min_size or h < self.min_size:
                 continue
-            for bx, by, bw, bh in self._detect(gray[y : y + h, x : x + w], self.min_size, None):
-                box = (bx + x, by + y, bw, bh)
+            for found in self._detect(gray[y : y + h, x : x + w], self.min_size, None):
+                box = shift_box(found, x, y)
                 known = [t.box for t in self.tracks] + boxes
-                if all(iou(box, other) < 0.2 for other in known):
+                if all(iou(box, other) < MATCH_IOU for other in known):
                     boxes.append(box)
         room = max(0, self.max_faces - len(self.tracks))
-        appeared = []
-        for box in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)[:room]:
-            self.tracks.append(Track(self._next_id, box))
-            appeared.append(self._next_id)
-            self._next_id += 1
-        return appeared
+        new_tracks = [self._start_track(b) for b in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)[:room]]
+        self.tracks += new_tracks
+        return [t.track_id for t in new_tracks]
+
+    def _start_track(self, box: Box) -> Track:
+        track = Track(self._next_id, box)
+        self._next_id += 1
+        return track
 
     def _search_near(self, gray: np.ndarray, box: Box) -> Box | None:
         x, y, w, h = box
@@ -178,8 +188,7 @@ class FaceTracker:
         found = self._detect(gray[y0:y1, x0:x1], low, high)
         if not found:
             return None
-        best = max(found, key=lambda b: iou((b[0] + x0, b[1] + y0, b[2], b[3]), box))
-        return best[0] + x0, best[1] + y0, best[2], best[3]
+        return max((shift_box(b, x0, y0) for b in found), key=lambda b: iou(b, box))
 
     def _match(self, boxes: list[Box]) -> tuple[list[Track], list[int], list[int]]:
         boxes = sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)[: self.max_faces]
@@ -190,7 +199,7 @@ class FaceTracker:
         used_tracks: set[int] = set()
         used_boxes: set[int] = set()
         for overlap, ti, bi in pairs:
-            if overlap < 0.2:
+            if overlap < MATCH_IOU:
                 break
             if ti in used_tracks or bi in used_boxes:
                 continue
@@ -210,16 +219,9 @@ class FaceTracker:
         appeared = []
         for bi, box in enumerate(boxes):
             if bi not in used_boxes:
-                track = Track(self._next_id, box)
-                self._next_id += 1
+                track = self._start_track(box)
                 survivors.append(track)
                 seen.append(track)
                 appeared.append(track.track_id)
         self.tracks = survivors
         return seen, appeared, ended
-
-    def reset(self) -> list[int]:
-        ended = [t.track_id for t in self.tracks]
-        self.tracks = []
-        self._since_full = self.full_every
-        return ended
