@@ -11,8 +11,9 @@ import random
 import sys
 from pathlib import Path
 
-CLASSES = {"anger": "Angry", "disgust": "Disgust", "happiness": "Happy", "neutral": "Neutral",
-           "sadness": "Sad", "surprise": "Surprise"}
+from ferlite.train.labels import ALIASES, DROP
+
+CLASSES = {name: label for name, label in ALIASES.items() if label != DROP}
 
 
 def main() -> int:

@@ -20,10 +20,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ferlite.edge.contract import LABELS
+from ferlite.train.labels import ALIASES, DROP
+
 ROOT = Path(__file__).resolve().parents[1]
-LABELS = ("Angry", "Disgust", "Happy", "Neutral", "Sad", "Surprise")
-CLASS_NAMES = {"anger": "Angry", "angry": "Angry", "disgust": "Disgust", "happiness": "Happy", "happy": "Happy",
-               "neutral": "Neutral", "sadness": "Sad", "sad": "Sad", "surprise": "Surprise"}
+# Class folder names -> label, as fer-train reads them (fear and contempt dropped).
+CLASS_NAMES = {name: label for name, label in ALIASES.items() if label != DROP}
 SEP = "__"
 
 
