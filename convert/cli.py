@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-agreement", type=float, default=0.99,
                    help="least top-1 agreement with Keras to keep the file (0.99)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
+    p.add_argument("--no-logit-floor", action="store_true",
+                   help="int8: keep the plain softmax layer (default: floor the logits far below "
+                        "the runner-up, for a finer int8 logit scale; no decision changes)")
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--float16", dest="quantization", action="store_const", const="float16",
                       help="float16 weights instead of int8")
@@ -107,7 +110,7 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
     from ferlite.train.data import DataError
 
     from .faces import load_face_set
-    from .tflite import convert
+    from .tflite import convert, logit_floor
     from .verify import verify
 
     model = _load_model(args.model)
@@ -123,8 +126,13 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError(str(e)) from e
     if check is None:
         raise InputError("nothing to verify on: give --verify DIR or --calibration DIR")
+    floor = None
+    exported = model
+    if needs_calibration and not args.no_logit_floor:
+        assert calibration is not None
+        exported, floor = logit_floor(model, calibration.faces)
     with contextlib.redirect_stdout(sys.stderr):  # the converter prints its own chatter
-        data = convert(model, args.quantization,
+        data = convert(exported, args.quantization,
                        calibration.faces if calibration and needs_calibration else None)
     tmp = _temp_model_path(args.out)
     try:
@@ -139,7 +147,8 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
             raise AgreementError(f"top-1 agreement {result.agreement:.2%} is below "
                                  f"--min-agreement {args.min_agreement:.2%}; nothing written")
         source |= {"calibration": {"folder": str(args.calibration), "faces":
-                                   len(calibration.faces) if calibration else 0},
+                                   len(calibration.faces) if calibration else 0,
+                                   "logit_floor": floor},
                    "verification": {"folder": str(check.source), **result.to_dict()}}
         os.replace(tmp, args.out)
         write_spec(args.out, ModelSpec(quantization=args.quantization, source=source))

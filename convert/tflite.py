@@ -33,6 +33,39 @@ def fixed_batch(model):  # type: ignore[no-untyped-def]
     return keras.Model(face, model(face, training=False), name=model.name)
 
 
+FLOOR_MARGIN = 2.0  # logits below (lowest runner-up logit seen in calibration - this) are floored
+
+
+def logit_floor(model, calibration: np.ndarray, margin: float = FLOOR_MARGIN):  # type: ignore[no-untyped-def]
+    """The model with its softmax layer split into dense -> ReLU(logits - floor) -> softmax.
+
+    Softmax ignores a common shift, and a logit far below the runner-up never decides the top-1,
+    so flooring them changes no decision; but the int8 logit tensor then spans
+    [floor, max] instead of [min, max], a finer step, and fewer close top-2 pairs collapse to
+    the same int8 value (the main source of int8/float disagreement). The floor is the lowest
+    second-highest logit over the calibration faces minus `margin`.
+    Returns (model, floor); (model, None) when the last layer is not a softmax dense layer.
+    """
+    import keras
+
+    last = model.layers[-1]
+    if not isinstance(last, keras.layers.Dense) or last.activation is not keras.activations.softmax:
+        log.info("last layer is not a softmax dense layer: no logit floor")
+        return model, None
+    features = keras.Model(model.inputs, last.input)
+    kernel, bias = last.get_weights()
+    hidden = features.predict(model_input(calibration), batch_size=64, verbose=0)
+    logits = hidden @ kernel + bias
+    floor = float(np.sort(logits, axis=1)[:, -2].min() - margin)
+    log.info("logits over calibration %.2f..%.2f; floor at %.2f", logits.min(), logits.max(), floor)
+    dense = keras.layers.Dense(kernel.shape[1], activation="relu", name="logits_floored")
+    x = features(model.inputs[0])
+    out = keras.layers.Softmax(name="probabilities")(dense(x))
+    floored = keras.Model(model.inputs, out, name=model.name)
+    dense.set_weights([kernel, bias - floor])
+    return floored, floor
+
+
 def convert(model, quantization: str = "int8", calibration: np.ndarray | None = None) -> bytes:  # type: ignore[no-untyped-def]
     """TFLite flatbuffer bytes; int8 needs `calibration` faces (n, h, w) uint8."""
     if quantization not in QUANTIZATIONS:

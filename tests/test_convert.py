@@ -113,3 +113,33 @@ def test_bad_inputs_exit_2(trained, faces_dir, tmp_path, capsys):
     errors = [e for e in err if e.startswith("fer-convert: error:")]
     assert len(errors) == 4 and "broken.keras" in errors[0] and "--cropped" in errors[-1]
     assert not out.exists()
+
+
+def _logit_scale(path: Path) -> float:
+    """Scale of the int8 tensor that feeds the softmax (the logits)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    ops = interpreter._get_ops_details()
+    softmax = next(op for op in ops if op["op_name"] == "SOFTMAX")
+    detail = interpreter.get_tensor_details()[int(softmax["inputs"][0])]
+    return float(detail["quantization"][0])
+
+
+def test_logit_floor_keeps_decisions_and_refines_the_int8_logits(trained, faces_dir, tmp_path):
+    from ferlite.convert.tflite import logit_floor
+
+    model = keras.models.load_model(trained)
+    faces, _ = make_faces(20, seed=5)
+    floored, floor = logit_floor(model, faces[:60])
+    assert floor is not None
+    ref, new = (m.predict(model_input(faces), verbose=0) for m in (model, floored))
+    assert np.array_equal(ref.argmax(1), new.argmax(1))
+    assert np.abs(ref - new).max() < 0.01  # only logits far below the runner-up moved
+    plain, with_floor = tmp_path / "plain.tflite", tmp_path / "floor.tflite"
+    common = [str(trained), "--calibration", str(faces_dir), "--cropped", "--samples", "48"]
+    assert main([*common, "--no-logit-floor", "--out", str(plain)]) == 0
+    assert main([*common, "--out", str(with_floor)]) == 0
+    assert read_spec(with_floor).source["calibration"]["logit_floor"] < 0
+    assert read_spec(plain).source["calibration"]["logit_floor"] is None
+    assert _logit_scale(with_floor) < _logit_scale(plain)

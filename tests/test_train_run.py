@@ -172,3 +172,61 @@ def test_dry_run_writes_manifest_and_test_subjects(data_root, tmp_path, capsys):
                  "--seed", "9", "--no-cache", "--dry-run", "--out", str(again)]) == 0
     rows = read_manifest(again / "manifest.csv")
     assert held_out == {r["subject"] for r in rows if r["side"] == "test"}
+
+
+def test_repeat_oversamples_only_the_named_set():
+    from ferlite.train.cli import repeat_sets
+
+    faces = np.arange(5)[:, None, None] * np.ones((1, 2, 2), np.uint8)
+    labels = np.array([0, 1, 2, 3, 4])
+    names = ["a", "b", "a", "b", "b"]
+    out_faces, out_labels, out_names = repeat_sets((faces, labels, names), {"a": 3})
+    assert sorted(out_labels.tolist()) == [0, 0, 0, 1, 2, 2, 2, 3, 4]
+    assert out_names.count("a") == 6 and out_names.count("b") == 3
+    assert all(int(f[0, 0]) == label for f, label in zip(out_faces, out_labels, strict=True))
+    assert repeat_sets((faces, labels, names), {})[1] is labels
+
+
+@pytest.mark.parametrize("entry", ["nope=2", "set=0", "set=x", "set"])
+def test_bad_repeat_exits_2_before_decoding(data_root, tmp_path, capsys, entry):
+    code = main(["--data", f"crops:set={data_root / 'set'}", "--repeat", entry,
+                 "--out", str(tmp_path / "r")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--repeat" in err[0]
+
+
+def test_smoothed_loss_matches_keras_categorical():
+    import keras
+
+    from ferlite.train.fit import SmoothedSparseCrossentropy
+
+    labels = np.array([0, 2, 5])
+    probs = np.random.default_rng(0).dirichlet(np.ones(6), 3).astype("float32")
+    ours = float(SmoothedSparseCrossentropy(0.1)(labels, probs))
+    keras_loss = float(keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(np.eye(6)[labels], probs))
+    plain = float(keras.losses.SparseCategoricalCrossentropy()(labels, probs))
+    assert ours == pytest.approx(keras_loss, rel=1e-5)
+    assert float(SmoothedSparseCrossentropy(0.0)(labels, probs)) == pytest.approx(plain, rel=1e-5)
+    assert ours != pytest.approx(plain, rel=1e-3)
+
+
+def test_init_finetune_with_smoothing_and_dataset_mean(run, data_root, tmp_path, capsys):
+    """--init starts from a trained model; --select dataset-mean picks by per-set accuracy."""
+    out = tmp_path / "ft"
+    data = ["--data", f"crops:set={data_root / 'set'}", "--data", f"ckplus:ck={data_root / 'ck'}",
+            "--faces", "ck=whole", "--cache", str(data_root / "cache"), "--epochs", "1"]
+    code = main([*data, *TINY, "--init", str(run / "model.keras"), "--label-smoothing", "0.1",
+                 "--select", "dataset-mean", "--repeat", "ck=2", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    assert "val_dataset_mean" in state["history"][0]
+    assert state["best"] == state["history"][0]["val_dataset_mean"]
+    options = json.loads((out / "run.json").read_text())["options"]
+    assert options["label_smoothing"] == 0.1 and options["repeat"] == ["ck=2"]
+    assert main(["--out", str(out), "--resume", "--epochs", "2"]) == 0  # smoothed loss reloads
+    wrong = tmp_path / "wrong"
+    code = main([*data, *TINY, "--filters", "4,4,8,8,16", "--init", str(run / "model.keras"),
+                 "--out", str(wrong)])
+    assert code == 2
+    assert "another architecture" in capsys.readouterr().err

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ferlite.edge.contract import INPUT_SIZE, LABELS, PREPROCESS_VERSION
 
 from .config import ConfigError, default_cache, int_list, parse_args
@@ -26,7 +28,7 @@ RUN_FILE = "run.json"
 _SAVED = ("data", "class_map", "faces", "subject_regex", "split", "val_fraction",
           "test_fraction", "test_subjects", "seed", "width", "filters", "dense", "dropout",
           "epochs", "batch_size", "learning_rate", "patience", "no_class_weights", "no_augment",
-          "augment")
+          "augment", "init", "repeat", "select", "label_smoothing")
 
 
 class UsageError(ValueError):
@@ -88,8 +90,9 @@ def _resolve_resume(args: argparse.Namespace) -> argparse.Namespace:
         raise UsageError(f"{args.out / RUN_FILE}: cannot resume ({e})") from e
     merged = vars(args) | {k: v for k, v in saved.items() if k != "epochs" or "epochs" not in
                            args.explicit}
-    if merged.get("test_subjects"):
-        merged["test_subjects"] = Path(merged["test_subjects"])
+    for key in ("test_subjects", "init"):
+        if merged.get(key):
+            merged[key] = Path(merged[key])
     return argparse.Namespace(**merged)
 
 
@@ -117,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
     from .splits import write_manifest
 
     sources = build_sources(args)
+    _repeats(args.repeat, {s.name for s in sources})  # fail before decoding anything
+    if args.init is not None and not args.init.is_file():
+        raise UsageError(f"--init {args.init}: no such model file")
     mapper = LabelMapper(parse_class_map(args.class_map))
     test_subjects = read_subject_list(args.test_subjects) if args.test_subjects else None
     split = SplitOptions(args.split, args.val_fraction, args.test_fraction, test_subjects,
@@ -176,10 +182,11 @@ def _train_and_report(args: argparse.Namespace, prepared: Any) -> int:
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         patience=args.patience, class_weights=not args.no_class_weights, seed=args.seed,
         augmentation=None if args.no_augment else Augmentation().scaled(args.augment),
+        init=args.init, select=args.select, label_smoothing=args.label_smoothing,
     )
-    train = prepared.side("train")
+    train = repeat_sets(prepared.side("train"), _repeats(args.repeat, sources_of(prepared)))
     val = prepared.side("val")
-    result = fit(arch, opts, args.out, train[:2], val[:2] if len(val[1]) else None, args.resume)
+    result = fit(arch, opts, args.out, train[:2], val if len(val[1]) else None, args.resume)
     atomic_save_model(result.model, args.out / "model.keras")
     sides = {}
     for side in ("val", "test"):
@@ -197,6 +204,36 @@ def _train_and_report(args: argparse.Namespace, prepared: Any) -> int:
     write_report(args.out, metrics, history)
     _print_summary(args.out, metrics)
     return 0
+
+
+def sources_of(prepared: Any) -> set[str]:
+    return {s.dataset for s in prepared.samples}
+
+
+def _repeats(entries: list[str], names: set[str]) -> dict[str, int]:
+    repeats = {}
+    for name, value in _per_name(entries, "--repeat").items():
+        if name not in names:
+            raise UsageError(f"--repeat {name}=...: no data set named {name!r} (have {sorted(names)})")
+        try:
+            repeats[name] = int(value)
+        except ValueError as e:
+            raise UsageError(f"--repeat {name}={value}: K must be a whole number >= 1") from e
+        if repeats[name] < 1:
+            raise UsageError(f"--repeat {name}={value}: K must be a whole number >= 1")
+    return repeats
+
+
+def repeat_sets(side: tuple[np.ndarray, np.ndarray, list[str]], repeats: dict[str, int],
+                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Oversample: each face of data set NAME appears repeats[NAME] times (shuffled later)."""
+    faces, labels, datasets = side
+    if not repeats:
+        return side
+    counts = np.array([repeats.get(name, 1) for name in datasets], dtype=np.int64)
+    index = np.repeat(np.arange(len(labels)), counts)
+    log.info("training faces after --repeat %s: %d (was %d)", repeats, len(index), len(labels))
+    return faces[index], labels[index], [datasets[i] for i in index]
 
 
 def _training_summary(history: list[dict[str, float]], best: int | None, n: int) -> dict[str, Any]:

@@ -14,6 +14,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 from .splits import SPLIT_MODES
 
+SELECT_MODES = ("accuracy", "dataset-mean")
+
 
 class ConfigError(ValueError):
     """The TOML configuration is unreadable or has unknown keys or bad values."""
@@ -93,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-augment", action="store_true", help="no data augmentation")
     t.add_argument("--augment", type=float, metavar="FACTOR",
                    help="scale the augmentation ranges (1.0: shift/shear/zoom 10%%, rotation 10 deg)")
+    t.add_argument("--label-smoothing", type=float, metavar="EPS",
+                   help="label smoothing (0.0); keeps logits small, which int8 resolves better")
+    t.add_argument("--init", type=Path, metavar="MODEL",
+                   help="start from this .keras model's weights (fine-tuning; same architecture)")
+    t.add_argument("--repeat", action="append", metavar="NAME=K",
+                   help="show a data set's training faces K times per epoch (repeatable)")
+    t.add_argument("--select", choices=SELECT_MODES,
+                   help="validation measure for the best checkpoint and early stopping: "
+                        "overall accuracy (default) or the mean of the per-data-set accuracies")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (its saved options)")
     t.add_argument("--dry-run", action="store_true",
@@ -104,8 +115,9 @@ DEFAULTS: dict[str, Any] = {
     "data": [], "class_map": [], "faces": [], "subject_regex": [], "split": "subject",
     "val_fraction": 0.2, "test_fraction": 0.0, "seed": 0, "width": 1.0, "dropout": 0.4,
     "epochs": 40, "batch_size": 62, "augment": 1.0, "learning_rate": 1e-3, "patience": 10,
+    "repeat": [], "select": "accuracy", "label_smoothing": 0.0,
 }
-_LISTS = ("data", "class_map", "faces", "subject_regex")
+_LISTS = ("data", "class_map", "faces", "subject_regex", "repeat")
 _NOT_IN_TOML = {"config", "help"}
 
 
@@ -140,7 +152,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             merged[key] = config.get(key, DEFAULTS.get(key, value))
         else:
             merged[key] = value
-    for key in ("out", "cache", "test_subjects", "write_test_subjects"):
+    for key in ("out", "cache", "test_subjects", "write_test_subjects", "init"):
         if merged.get(key) is not None:
             merged[key] = Path(merged[key])
     merged["explicit"] = sorted(k for k, v in vars(args).items() if v not in (None, False, []))

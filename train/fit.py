@@ -20,6 +20,7 @@ import tensorflow as tf
 from ferlite.edge.contract import LABELS
 from ferlite.edge.spec import atomic_write_bytes
 
+from .config import ConfigError
 from .model import Architecture, build_model
 from .pipeline import Augmentation, class_weights, eval_dataset, train_dataset
 
@@ -33,7 +34,7 @@ _CALLBACK_STATE = {"lr_plateau": ("wait", "best", "cooldown_counter"),
                    "early_stopping": ("wait", "best", "best_epoch")}
 
 
-class ResumeError(RuntimeError):
+class ResumeError(ConfigError):
     """--resume was asked for but the run folder has no usable checkpoint."""
 
 
@@ -49,6 +50,9 @@ class FitOptions:
     class_weights: bool = True
     seed: int = 0
     augmentation: Augmentation | None = field(default_factory=Augmentation)
+    init: Path | None = None  # start from this model's weights instead of random ones
+    select: str = "accuracy"  # or "dataset-mean": mean of the per-data-set val accuracies
+    label_smoothing: float = 0.0
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
@@ -121,6 +125,29 @@ class RunState(keras.callbacks.Callback):
         atomic_write_bytes(self.out / STATE, json.dumps(self.state, indent=1).encode())
 
 
+class DatasetMeanAccuracy(keras.callbacks.Callback):
+    """Adds val_dataset_mean (mean of the per-data-set validation accuracies) to the epoch's
+    logs, so a small data set counts as much as a large one when picking the best epoch.
+    Listed before the callbacks that read it."""
+
+    KEY = "val_dataset_mean"
+
+    def __init__(self, faces: np.ndarray, labels: np.ndarray, datasets: list[str],
+                 batch_size: int) -> None:
+        super().__init__()
+        self.faces, self.labels, self.batch_size = faces, labels, batch_size
+        self.names = np.asarray(datasets)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        probs = self.model.predict(eval_dataset(self.faces, None, self.batch_size), verbose=0)
+        correct = np.argmax(probs, axis=1) == self.labels
+        per_set = {name: float(correct[self.names == name].mean()) for name in np.unique(self.names)}
+        log.info("epoch %d validation accuracy per data set: %s", epoch + 1,
+                 ", ".join(f"{k} {v:.4f}" for k, v in per_set.items()))
+        if logs is not None:
+            logs[self.KEY] = float(np.mean(list(per_set.values())))
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -147,9 +174,30 @@ def _tensorboard(out: Path) -> list[keras.callbacks.Callback]:
     return [keras.callbacks.TensorBoard(str(out / "tensorboard"))]
 
 
-def _compile(model: keras.Model, lr: float) -> None:
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+@keras.saving.register_keras_serializable(package="ferlite")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy on integer labels with label smoothing (Keras' sparse loss has none).
+    Smoothing bounds the logit gaps (about ln((1 - eps + eps/k) / (eps/k))), so the int8 model's
+    logit scale is finer and fewer near-ties collapse to the same int8 value."""
+
+    def __init__(self, smoothing: float = 0.0, classes: int = len(LABELS), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.smoothing, self.classes = smoothing, classes
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+        one_hot = keras.ops.one_hot(labels, self.classes)
+        return keras.losses.categorical_crossentropy(one_hot, y_pred,
+                                                     label_smoothing=self.smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "smoothing": self.smoothing, "classes": self.classes}
+
+
+def _compile(model: keras.Model, lr: float, label_smoothing: float = 0.0) -> None:
+    loss: Any = (SmoothedSparseCrossentropy(label_smoothing) if label_smoothing > 0
+                 else "sparse_categorical_crossentropy")
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=["accuracy"])
 
 
 @dataclass
@@ -161,9 +209,10 @@ class FitResult:
 
 def fit(
     arch: Architecture, opts: FitOptions, out: Path, train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray] | None, resume: bool = False,
+    val: tuple[np.ndarray, np.ndarray, list[str]] | None, resume: bool = False,
 ) -> FitResult:
-    """Train (or continue training) and return the best model by validation accuracy."""
+    """Train (or continue training) and return the best model by validation accuracy
+    (`opts.select`). `val` is (faces, labels, data set name of each face)."""
     keras.utils.set_random_seed(opts.seed)
     strategy = select_strategy()
     restored = load_state(out) if resume else None
@@ -173,9 +222,16 @@ def fit(
             log.info("resuming %s after epoch %d", out, restored["epoch"])
         else:
             model = build_model(arch)
-            _compile(model, opts.learning_rate)
+            if opts.init is not None:
+                _load_initial_weights(model, opts.init)
+            _compile(model, opts.learning_rate, opts.label_smoothing)
     has_val = val is not None and len(val[0]) > 0
     monitor = "val_accuracy" if has_val else "accuracy"
+    first: list[keras.callbacks.Callback] = []
+    if has_val and opts.select == "dataset-mean":
+        assert val is not None
+        first.append(DatasetMeanAccuracy(*val, opts.batch_size))
+        monitor = DatasetMeanAccuracy.KEY
     others = {
         "lr_plateau": keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss" if has_val else "loss", factor=opts.lr_factor,
@@ -184,19 +240,31 @@ def fit(
                                                         patience=opts.patience, verbose=1),
     }
     state = RunState(out, monitor, others, len(train[0]), restored)
-    callbacks = [*others.values(), state,
+    callbacks = [*first, *others.values(), state,
                  keras.callbacks.CSVLogger(str(out / "history.csv"), append=bool(restored)),
                  *_tensorboard(out)]
     initial_epoch = int(restored["epoch"]) if restored else 0
     if initial_epoch < opts.epochs:
         model.fit(
             train_dataset(*train, opts.batch_size, opts.seed, opts.augmentation),
-            validation_data=eval_dataset(*val, opts.batch_size) if has_val else None,
+            validation_data=eval_dataset(*val[:2], opts.batch_size) if has_val else None,
             epochs=opts.epochs, initial_epoch=initial_epoch,
             class_weight=class_weights(train[1], len(LABELS)) if opts.class_weights else None,
             callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
         )
     return FitResult(_best_float32(arch, out), state.state["history"], state.state["best_epoch"])
+
+
+def _load_initial_weights(model: keras.Model, path: Path) -> None:
+    try:
+        source = keras.models.load_model(path, compile=False)
+    except (OSError, ValueError) as e:
+        raise ResumeError(f"{path}: cannot load --init model ({e})") from e
+    try:
+        model.set_weights(source.get_weights())
+    except ValueError as e:
+        raise ResumeError(f"{path}: --init model has another architecture ({e})") from e
+    log.info("starting from the weights of %s", path)
 
 
 def _best_float32(arch: Architecture, out: Path) -> keras.Model:
