@@ -1,8 +1,9 @@
 """Class-tree folders of links for fer-convert: calibration faces from the training side only, verification
-faces from the test side (FER2013 PrivateTest + CK+ held-out subjects), so no test image calibrates the model.
+faces from the test side (FER2013 PrivateTest + CK+ held-out subjects), so no test image calibrates the model,
+and a validation tree (FER2013 PublicTest) for choosing conversion settings without looking at the test side.
 
     python scripts/link_splits.py OUT [--data ../shared/data]
-    -> OUT/calibration/<Label>/...  OUT/test/<Label>/...
+    -> OUT/calibration/<Label>/...  OUT/val/<Label>/...  OUT/test/<Label>/...
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def main() -> int:
     train_side += collect(args.data / "ckplus48_hugoiwnl", lambda f: f.name[:4] not in subjects)
     test_side = [item for items in test_sets(args.data).values() for item in items]
     print(f"calibration: {link_tree(train_side, args.out / 'calibration')} faces")
+    val_side = collect(args.data / "fer2013", lambda f: f.name.startswith("PublicTest_"))
+    print(f"val: {link_tree(val_side, args.out / 'val')} faces")
     print(f"test: {link_tree(test_side, args.out / 'test')} faces")
     return 0
 

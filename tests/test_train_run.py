@@ -180,14 +180,17 @@ def test_repeat_oversamples_only_the_named_set():
     faces = np.arange(5)[:, None, None] * np.ones((1, 2, 2), np.uint8)
     labels = np.array([0, 1, 2, 3, 4])
     names = ["a", "b", "a", "b", "b"]
-    out_faces, out_labels, out_names = repeat_sets((faces, labels, names), {"a": 3})
+    out_faces, out_labels, out_names = repeat_sets((faces, labels, names), {("a", None): 3})
     assert sorted(out_labels.tolist()) == [0, 0, 0, 1, 2, 2, 2, 3, 4]
     assert out_names.count("a") == 6 and out_names.count("b") == 3
     assert all(int(f[0, 0]) == label for f, label in zip(out_faces, out_labels, strict=True))
+    # NAME/LABEL wins over NAME: label 2 of set a x5, the rest of a x2.
+    by_label = repeat_sets((faces, labels, names), {("a", None): 2, ("a", LABELS[2]): 5})[1]
+    assert sorted(by_label.tolist()) == [0, 0, 1, 2, 2, 2, 2, 2, 3, 4]
     assert repeat_sets((faces, labels, names), {})[1] is labels
 
 
-@pytest.mark.parametrize("entry", ["nope=2", "set=0", "set=x", "set"])
+@pytest.mark.parametrize("entry", ["nope=2", "set=0", "set=x", "set", "set/Fear=2"])
 def test_bad_repeat_exits_2_before_decoding(data_root, tmp_path, capsys, entry):
     code = main(["--data", f"crops:set={data_root / 'set'}", "--repeat", entry,
                  "--out", str(tmp_path / "r")])

@@ -210,29 +210,37 @@ def sources_of(prepared: Any) -> set[str]:
     return {s.dataset for s in prepared.samples}
 
 
-def _repeats(entries: list[str], names: set[str]) -> dict[str, int]:
-    repeats = {}
-    for name, value in _per_name(entries, "--repeat").items():
+def _repeats(entries: list[str], names: set[str]) -> dict[tuple[str, str | None], int]:
+    """--repeat NAME=K or NAME/LABEL=K -> {(name, label or None): K}."""
+    repeats: dict[tuple[str, str | None], int] = {}
+    for key, value in _per_name(entries, "--repeat").items():
+        name, _, label = key.partition("/")
         if name not in names:
-            raise UsageError(f"--repeat {name}=...: no data set named {name!r} (have {sorted(names)})")
+            raise UsageError(f"--repeat {key}=...: no data set named {name!r} (have {sorted(names)})")
+        if label and label not in LABELS:
+            raise UsageError(f"--repeat {key}=...: {label!r} is not one of {list(LABELS)}")
         try:
-            repeats[name] = int(value)
+            count = int(value)
         except ValueError as e:
-            raise UsageError(f"--repeat {name}={value}: K must be a whole number >= 1") from e
-        if repeats[name] < 1:
-            raise UsageError(f"--repeat {name}={value}: K must be a whole number >= 1")
+            raise UsageError(f"--repeat {key}={value}: K must be a whole number >= 1") from e
+        if count < 1:
+            raise UsageError(f"--repeat {key}={value}: K must be a whole number >= 1")
+        repeats[(name, label or None)] = count
     return repeats
 
 
-def repeat_sets(side: tuple[np.ndarray, np.ndarray, list[str]], repeats: dict[str, int],
+def repeat_sets(side: tuple[np.ndarray, np.ndarray, list[str]],
+                repeats: dict[tuple[str, str | None], int],
                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Oversample: each face of data set NAME appears repeats[NAME] times (shuffled later)."""
+    """Oversample: a face of data set NAME and label L appears repeats[(NAME, L)] times, else
+    repeats[(NAME, None)] times, else once (shuffled later)."""
     faces, labels, datasets = side
     if not repeats:
         return side
-    counts = np.array([repeats.get(name, 1) for name in datasets], dtype=np.int64)
+    counts = np.array([repeats.get((name, LABELS[label]), repeats.get((name, None), 1))
+                       for name, label in zip(datasets, labels, strict=True)], dtype=np.int64)
     index = np.repeat(np.arange(len(labels)), counts)
-    log.info("training faces after --repeat %s: %d (was %d)", repeats, len(index), len(labels))
+    log.info("training faces after --repeat: %d (was %d)", len(index), len(labels))
     return faces[index], labels[index], [datasets[i] for i in index]
 
 

@@ -99,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label smoothing (0.0); keeps logits small, which int8 resolves better")
     t.add_argument("--init", type=Path, metavar="MODEL",
                    help="start from this .keras model's weights (fine-tuning; same architecture)")
-    t.add_argument("--repeat", action="append", metavar="NAME=K",
-                   help="show a data set's training faces K times per epoch (repeatable)")
+    t.add_argument("--repeat", action="append", metavar="NAME[/LABEL]=K",
+                   help="show a data set's training faces (of one label) K times per epoch "
+                        "(repeatable; NAME/LABEL wins over NAME)")
     t.add_argument("--select", choices=SELECT_MODES,
                    help="validation measure for the best checkpoint and early stopping: "
                         "overall accuracy (default) or the mean of the per-data-set accuracies")
