@@ -16,7 +16,7 @@ import numpy as np
 
 from ferlite.edge.contract import INPUT_SIZE, LABELS, PREPROCESS_VERSION
 
-from .config import ConfigError, default_cache, int_list, parse_args
+from .config import PATH_OPTIONS, ConfigError, default_cache, int_list, parse_args
 from .data import DataError, DataSource
 from .labels import ClassMapError, LabelMapper, parse_class_map
 from .splits import SplitError, read_subject_list
@@ -90,7 +90,7 @@ def _resolve_resume(args: argparse.Namespace) -> argparse.Namespace:
         raise UsageError(f"{args.out / RUN_FILE}: cannot resume ({e})") from e
     merged = vars(args) | {k: v for k, v in saved.items() if k != "epochs" or "epochs" not in
                            args.explicit}
-    for key in ("test_subjects", "init"):
+    for key in PATH_OPTIONS:
         if merged.get(key):
             merged[key] = Path(merged[key])
     return argparse.Namespace(**merged)
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from .splits import write_manifest
 
     sources = build_sources(args)
-    _repeats(args.repeat, {s.name for s in sources})  # fail before decoding anything
+    repeats = _repeats(args.repeat, {s.name for s in sources})  # fail before decoding anything
     if args.init is not None and not args.init.is_file():
         raise UsageError(f"--init {args.init}: no such model file")
     mapper = LabelMapper(parse_class_map(args.class_map))
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if sizes["train"] == 0:
         raise UsageError("no training faces after the split")
-    return _train_and_report(args, prepared)
+    return _train_and_report(args, prepared, repeats)
 
 
 def _write_test_subjects(path: Path, prepared: Any) -> None:
@@ -167,7 +167,8 @@ def _write_run_file(args: argparse.Namespace, prepared: Any) -> None:
     atomic_write_bytes(args.out / RUN_FILE, (json.dumps(info, indent=2) + "\n").encode())
 
 
-def _train_and_report(args: argparse.Namespace, prepared: Any) -> int:
+def _train_and_report(args: argparse.Namespace, prepared: Any,
+                      repeats: dict[tuple[str, str | None], int]) -> int:
     from .fit import FitOptions, atomic_save_model, fit
     from .model import Architecture, build_model
     from .pipeline import Augmentation
@@ -184,7 +185,7 @@ def _train_and_report(args: argparse.Namespace, prepared: Any) -> int:
         augmentation=None if args.no_augment else Augmentation().scaled(args.augment),
         init=args.init, select=args.select, label_smoothing=args.label_smoothing,
     )
-    train = repeat_sets(prepared.side("train"), _repeats(args.repeat, sources_of(prepared)))
+    train = repeat_sets(prepared.side("train"), repeats)
     val = prepared.side("val")
     result = fit(arch, opts, args.out, train[:2], val if len(val[1]) else None, args.resume)
     atomic_save_model(result.model, args.out / "model.keras")
@@ -204,10 +205,6 @@ def _train_and_report(args: argparse.Namespace, prepared: Any) -> int:
     write_report(args.out, metrics, history)
     _print_summary(args.out, metrics)
     return 0
-
-
-def sources_of(prepared: Any) -> set[str]:
-    return {s.dataset for s in prepared.samples}
 
 
 def _repeats(entries: list[str], names: set[str]) -> dict[tuple[str, str | None], int]:

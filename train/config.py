@@ -119,6 +119,7 @@ DEFAULTS: dict[str, Any] = {
     "repeat": [], "select": "accuracy", "label_smoothing": 0.0,
 }
 _LISTS = ("data", "class_map", "faces", "subject_regex", "repeat")
+PATH_OPTIONS = ("out", "cache", "test_subjects", "write_test_subjects", "init")
 _NOT_IN_TOML = {"config", "help"}
 
 
@@ -153,7 +154,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             merged[key] = config.get(key, DEFAULTS.get(key, value))
         else:
             merged[key] = value
-    for key in ("out", "cache", "test_subjects", "write_test_subjects", "init"):
+    for key in PATH_OPTIONS:
         if merged.get(key) is not None:
             merged[key] = Path(merged[key])
     merged["explicit"] = sorted(k for k, v in vars(args).items() if v not in (None, False, []))

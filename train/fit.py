@@ -23,6 +23,7 @@ from ferlite.edge.spec import atomic_write_bytes
 from .config import ConfigError
 from .model import Architecture, build_model
 from .pipeline import Augmentation, class_weights, eval_dataset, train_dataset
+from .report import compute_metrics, predict_labels
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +136,12 @@ class DatasetMeanAccuracy(keras.callbacks.Callback):
     def __init__(self, faces: np.ndarray, labels: np.ndarray, datasets: list[str],
                  batch_size: int) -> None:
         super().__init__()
-        self.faces, self.labels, self.batch_size = faces, labels, batch_size
-        self.names = np.asarray(datasets)
+        self.faces, self.labels, self.datasets, self.batch_size = faces, labels, datasets, batch_size
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        probs = self.model.predict(eval_dataset(self.faces, None, self.batch_size), verbose=0)
-        correct = np.argmax(probs, axis=1) == self.labels
-        per_set = {name: float(correct[self.names == name].mean()) for name in np.unique(self.names)}
+        predicted = predict_labels(self.model, self.faces, self.batch_size)
+        per_dataset = compute_metrics(self.labels, predicted, self.datasets)["per_dataset"]
+        per_set = {name: result["accuracy"] for name, result in per_dataset.items()}
         log.info("epoch %d validation accuracy per data set: %s", epoch + 1,
                  ", ".join(f"{k} {v:.4f}" for k, v in per_set.items()))
         if logs is not None:
