@@ -233,3 +233,11 @@ def test_init_finetune_with_smoothing_and_dataset_mean(run, data_root, tmp_path,
                  "--out", str(wrong)])
     assert code == 2
     assert "another architecture" in capsys.readouterr().err
+
+
+def test_missing_init_model_exits_2_before_decoding(data_root, tmp_path, capsys):
+    code = main(["--data", f"crops:set={data_root / 'set'}", "--init", str(tmp_path / "no.keras"),
+                 "--out", str(tmp_path / "r")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--init" in err[0] and "no.keras" in err[0]
