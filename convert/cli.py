@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
+import importlib.util
 import json
 import logging
 import os
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="float16 weights instead of int8")
     kind.add_argument("--float32", dest="quantization", action="store_const", const="float32",
                       help="plain float32 instead of int8")
+    p.add_argument("--log-level", default="INFO", help="DEBUG (shows TensorFlow's own output) | INFO | WARNING")
     p.set_defaults(quantization="int8")
     return p
 
@@ -86,8 +89,11 @@ def _load_model(path: Path) -> Any:
 def _run_info(model_path: Path) -> dict[str, Any]:
     """The training run's options and headline metrics, when the model sits in a run folder."""
     info: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        info["run"] = json.loads((model_path.parent / "run.json").read_text())["options"]
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        run = json.loads((model_path.parent / "run.json").read_text())
+        info["run"] = run["options"]
+        if run.get("framing"):
+            info["framing"] = run["framing"]
     with contextlib.suppress(OSError, ValueError, KeyError):
         metrics = json.loads((model_path.parent / "metrics.json").read_text())
         info["metrics"] = {side: {"accuracy": r["accuracy"], "n": r["n"]}
@@ -105,18 +111,46 @@ def _temp_model_path(out: Path) -> Path:
     return Path(name)
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every path and number checked before TensorFlow is imported (that alone takes seconds)."""
+    if not args.model.is_file():
+        raise InputError(f"{args.model}: model file not found")
+    if args.quantization == "int8" and args.calibration is None:
+        raise InputError("int8 needs --calibration DIR (real faces)")
+    for flag, folder in (("--calibration", args.calibration), ("--verify", args.verify)):
+        if folder is not None and not folder.is_dir():
+            raise InputError(f"{flag} {folder}: not a folder")
+    if args.out.suffix != ".tflite":
+        raise InputError(f"--out {args.out}: the model file must end in .tflite")
+    if args.out.parent.exists() and not args.out.parent.is_dir():
+        raise InputError(f"--out {args.out}: {args.out.parent} is not a folder")
+    if args.samples < 1:
+        raise InputError(f"--samples {args.samples}: must be at least 1")
+    if args.verify_samples < 0:
+        raise InputError(f"--verify-samples {args.verify_samples}: must be 0 (all) or more")
+    if not 0.0 <= args.min_agreement <= 1.0:
+        raise InputError(f"--min-agreement {args.min_agreement}: must be within 0..1")
+
+
+AGREEMENT_HELP = ("what helps: train with --label-smoothing 0.05-0.1 (smaller logit gaps quantise better), train "
+                  "longer, calibrate on more or other real faces (--samples, --calibration), keep the logit floor "
+                  "on; or lower --min-agreement, accepting that the int8 model's answers differ that often")
+
+
 def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
     from ferlite.edge.spec import ModelSpec, file_sha256, spec_path_for, write_spec
+    from ferlite.train import _tf
     from ferlite.train.data import DataError
 
     from .faces import load_face_set
+
+    check_arguments(args)
+    _tf.tensorflow()
     from .tflite import convert, logit_floor
     from .verify import verify
 
     model = _load_model(args.model)
     needs_calibration = args.quantization == "int8"
-    if needs_calibration and args.calibration is None:
-        raise InputError("int8 needs --calibration DIR (real faces)")
     try:
         calibration = (load_face_set(args.calibration, args.cropped, args.samples, args.seed)
                        if args.calibration else None)
@@ -131,7 +165,7 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
     if needs_calibration and not args.no_logit_floor:
         assert calibration is not None
         exported, floor = logit_floor(model, calibration.faces)
-    with contextlib.redirect_stdout(sys.stderr):  # the converter prints its own chatter
+    with _tf.quiet():  # the converter's chatter: shown with --log-level debug
         data = convert(exported, args.quantization,
                        calibration.faces if calibration and needs_calibration else None)
     tmp = _temp_model_path(args.out)
@@ -140,23 +174,41 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
         source = {"keras": str(args.model), "keras_sha256": file_sha256(args.model),
                   "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   **_run_info(args.model)}
-        write_spec(tmp, ModelSpec(quantization=args.quantization, source=source))
+        source.setdefault("framing", _framing_from(calibration if args.cropped else None))
+        margin = float(source["framing"]["margin"])
+        spec = ModelSpec(quantization=args.quantization, margin=margin, source=source)
+        write_spec(tmp, spec)
         result = verify(model, tmp, check.faces, check.labels)
         _print_verification(args, len(data), result, check.source)
         if result.agreement < args.min_agreement:
             raise AgreementError(f"top-1 agreement {result.agreement:.2%} is below "
-                                 f"--min-agreement {args.min_agreement:.2%}; nothing written")
+                                 f"--min-agreement {args.min_agreement:.2%}; nothing written; {AGREEMENT_HELP}")
         source |= {"calibration": {"folder": str(args.calibration), "faces":
                                    len(calibration.faces) if calibration else 0,
                                    "logit_floor": floor},
                    "verification": {"folder": str(check.source), **result.to_dict()}}
         os.replace(tmp, args.out)
-        write_spec(args.out, ModelSpec(quantization=args.quantization, source=source))
+        write_spec(args.out, dataclasses.replace(spec, source=source))
     finally:
         tmp.unlink(missing_ok=True)
         spec_path_for(tmp).unlink(missing_ok=True)
-    print(f"wrote {args.out} and {spec_path_for(args.out)}")
+    print(f"wrote {args.out} and {spec_path_for(args.out)} (framing margin {margin:.3f})")
     return source
+
+
+def _framing_from(crops: Any) -> dict[str, Any]:
+    """Framing for a model whose run recorded none: measured on the calibration crops, else the
+    contract's default."""
+    from ferlite.edge.contract import DEFAULT_MARGIN
+    from ferlite.train.framing import measure_framing
+
+    if crops is None:
+        log.warning("no framing in the run and no --cropped calibration faces: margin %.2f (default)",
+                    DEFAULT_MARGIN)
+        return {"margin": DEFAULT_MARGIN, "measured": False}
+    framing = measure_framing(crops.faces).to_dict()
+    log.info("framing measured on %d calibration crops: margin %.3f", framing["faces"], framing["margin"])
+    return {**framing, "measured_on": "calibration"}
 
 
 def _pct(value: float | None) -> str:
@@ -174,14 +226,18 @@ def _print_verification(args: argparse.Namespace, size: int, result: Any, folder
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    args = build_parser().parse_args(argv)
+    missing = next((m for m in ("tensorflow", "keras") if importlib.util.find_spec(m) is None), None)
+    if missing:
+        print(f"fer-convert: error: fer-convert needs the training extra ({missing} is not installed): "
+              f"pip install 'ferlite[train]'", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from ferlite.edge.errors import ConversionError
     from ferlite.edge.runner import ModelLoadError
     from ferlite.edge.spec import ModelSpecError
-
-    from .tflite import ConversionError
 
     try:
         convert_and_verify(args)

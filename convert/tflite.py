@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from ferlite.edge.contract import INPUT_SIZE
+from ferlite.edge.errors import ConversionError
 
 log = logging.getLogger(__name__)
 
 QUANTIZATIONS = ("int8", "float16", "float32")
-
-
-class ConversionError(RuntimeError):
-    """The TFLite converter refused the model."""
 
 
 def model_input(faces: np.ndarray) -> np.ndarray:
@@ -24,7 +22,7 @@ def model_input(faces: np.ndarray) -> np.ndarray:
     return faces[..., np.newaxis].astype(np.float32)
 
 
-def fixed_batch(model):  # type: ignore[no-untyped-def]
+def fixed_batch(model: Any) -> Any:
     """The model behind an input of batch 1, so the converter adds no dynamic-shape ops."""
     import keras
 
@@ -36,7 +34,7 @@ def fixed_batch(model):  # type: ignore[no-untyped-def]
 FLOOR_MARGIN = 2.0  # logits below (lowest runner-up logit seen in calibration - this) are floored
 
 
-def logit_floor(model, calibration: np.ndarray, margin: float = FLOOR_MARGIN):  # type: ignore[no-untyped-def]
+def logit_floor(model: Any, calibration: np.ndarray, margin: float = FLOOR_MARGIN) -> tuple[Any, float | None]:
     """The model with its softmax layer split into dense -> ReLU(logits - floor) -> softmax.
 
     Softmax ignores a common shift, and a logit far below the runner-up never decides the top-1,
@@ -66,7 +64,7 @@ def logit_floor(model, calibration: np.ndarray, margin: float = FLOOR_MARGIN):  
     return floored, floor
 
 
-def convert(model, quantization: str = "int8", calibration: np.ndarray | None = None) -> bytes:  # type: ignore[no-untyped-def]
+def convert(model: Any, quantization: str = "int8", calibration: np.ndarray | None = None) -> bytes:
     """TFLite flatbuffer bytes; int8 needs `calibration` faces (n, h, w) uint8."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, not {quantization!r}")

@@ -7,5 +7,12 @@ LABELS: tuple[str, ...] = ("Angry", "Disgust", "Happy", "Neutral", "Sad", "Surpr
 INPUT_SIZE: tuple[int, int] = (84, 84)  # (height, width) of the grayscale face the model sees
 # Bump whenever preprocess_face() changes what it produces, so that stale caches and
 # models built on the old preprocessing are refused instead of silently skewed.
-PREPROCESS_VERSION = 1
-DEFAULT_MARGIN = 0.0
+# 2: faces pass through FACE_SIZE before INPUT_SIZE; the margin comes from the model's spec.
+PREPROCESS_VERSION = 2
+# Training faces are 48x48 crops (FER2013/FER+, CK+) upscaled to INPUT_SIZE. A face cropped from a
+# camera frame is first shrunk to the same 48x48, so the model sees the detail it was trained on.
+FACE_SIZE = 48
+# Growth of a Haar box on each side (fraction of its size) that frames a face the way the training
+# crops are framed: measured by `ferlite.train.framing` (the Haar box is ~84% of a FER+/CK+ crop).
+# A model's spec carries its own measured value; this is the default for models without one.
+DEFAULT_MARGIN = 0.1

@@ -10,10 +10,10 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from .contract import INPUT_SIZE, LABELS
+from .contract import DEFAULT_MARGIN, FACE_SIZE, INPUT_SIZE, LABELS
 from .detector import HaarDetector
 from .preprocess import Box, preprocess_faces, to_gray
-from .tracking import HAAR_WINDOW, ChangeDetector, FaceTracker, Track
+from .tracking import HAAR_WINDOW, ChangeDetector, FaceTracker, Track, suppress_nested
 
 
 def scale_box(box: Box, factor: float) -> Box:
@@ -66,7 +66,20 @@ class PipelineSettings:
     track_margin: float = 0.5
     smooth_window: int = 5
     max_faces: int = 8
-    margin: float = 0.0
+    margin: float = DEFAULT_MARGIN  # from the model's spec: frames faces as the training crops are
+    face_size: int = FACE_SIZE  # from the model's spec: the training faces' resolution
+    flip: bool = False  # average each face with its mirror image (one more inference per face)
+
+
+def classify(classifier: Classifier, faces: np.ndarray, flip: bool = False) -> np.ndarray:
+    """(n, len(LABELS)) probabilities of a batch of faces; with `flip`, the mean over each face and
+    its mirror image (one batch of 2n), which evens out a face's left/right asymmetries."""
+    if not len(faces):
+        return np.zeros((0, len(LABELS)), dtype=np.float32)
+    if not flip:
+        return classifier.classify(faces)
+    both = classifier.classify(np.concatenate([faces, faces[:, :, ::-1]]))
+    return (both[: len(faces)] + both[len(faces) :]) / 2
 
 
 class Pipeline:
@@ -135,7 +148,7 @@ class Pipeline:
         """Unrelated photos: a full search on every frame, no tracks."""
         small = self._small_gray(gray)
         boxes = self._detect_small(small, self._detection_min_size(), None)
-        boxes = sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+        boxes = suppress_nested(boxes)  # largest first, no box inside another face's
         return [scale_box(b, self._scale) for b in boxes[: self.settings.max_faces]]
 
     def _detection_min_size(self) -> int:
@@ -162,8 +175,9 @@ class Pipeline:
             events = [{"type": "new", "track": i} for i in appeared]
             events += [{"type": "end", "track": i} for i in ended]
         detected = time.perf_counter()
-        faces = preprocess_faces(gray, boxes, margin=self.settings.margin, size=self.input_size)
-        probs = self.classifier.classify(faces) if len(faces) else np.zeros((0, len(LABELS)))
+        faces = preprocess_faces(gray, boxes, margin=self.settings.margin, size=self.input_size,
+                                 face_size=self.settings.face_size)
+        probs = classify(self.classifier, faces, self.settings.flip)
         results = [
             self._face_result(box, p, tracks[i] if tracks else None)
             for i, (box, p) in enumerate(zip(boxes, probs, strict=True))

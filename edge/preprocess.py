@@ -1,6 +1,7 @@
 """One preprocessing path for training, calibration and the edge (no train/serve skew).
 
-face box -> crop (with margin) -> grayscale -> resize to the model's input size.
+face box -> crop (with margin) -> grayscale -> shrink to FACE_SIZE (the training faces' resolution)
+-> resize to the model's input size.
 Quantisation to the model's dtype happens in the runner, with the interpreter's own
 scale and zero point.
 """
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from .contract import DEFAULT_MARGIN, INPUT_SIZE
+from .contract import DEFAULT_MARGIN, FACE_SIZE, INPUT_SIZE
 
 Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
 
@@ -42,8 +43,14 @@ def expand_box(box: Sequence[int], margin: float, frame_shape: Sequence[int]) ->
     return x0, y0, x1 - x0, y1 - y0
 
 
-def resize_face(gray: np.ndarray, size: tuple[int, int] = INPUT_SIZE) -> np.ndarray:
-    """Resize a grayscale face crop to (height, width) = size, as uint8."""
+def resize_face(gray: np.ndarray, size: tuple[int, int] = INPUT_SIZE, face_size: int = FACE_SIZE) -> np.ndarray:
+    """Resize a grayscale face crop to (height, width) = size, as uint8.
+
+    A crop larger than `face_size` is first shrunk to face_size x face_size (0: never): the model
+    learnt from faces of that resolution, upscaled, and a sharper camera face would look unlike them.
+    """
+    if face_size and (gray.shape[0] > face_size or gray.shape[1] > face_size):
+        gray = cv2.resize(gray, (face_size, face_size), interpolation=cv2.INTER_AREA)
     out_h, out_w = size
     if gray.shape[:2] == (out_h, out_w):
         return np.ascontiguousarray(gray, dtype=np.uint8)
@@ -58,6 +65,7 @@ def preprocess_face(
     *,
     margin: float = DEFAULT_MARGIN,
     size: tuple[int, int] = INPUT_SIZE,
+    face_size: int = FACE_SIZE,
 ) -> np.ndarray:
     """Crop one face from a frame and return it as a (height, width) uint8 gray image.
 
@@ -67,7 +75,7 @@ def preprocess_face(
     if box is not None:
         x, y, w, h = expand_box(box, margin, frame.shape)
         frame = frame[y : y + h, x : x + w]
-    return resize_face(to_gray(frame), size)
+    return resize_face(to_gray(frame), size, face_size)
 
 
 def preprocess_faces(
@@ -76,9 +84,10 @@ def preprocess_faces(
     *,
     margin: float = DEFAULT_MARGIN,
     size: tuple[int, int] = INPUT_SIZE,
+    face_size: int = FACE_SIZE,
 ) -> np.ndarray:
     """Batch of faces, shape (n, height, width), uint8."""
     out = np.empty((len(boxes), size[0], size[1]), dtype=np.uint8)
     for i, box in enumerate(boxes):
-        out[i] = preprocess_face(frame, box, margin=margin, size=size)
+        out[i] = preprocess_face(frame, box, margin=margin, size=size, face_size=face_size)
     return out

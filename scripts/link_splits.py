@@ -1,6 +1,8 @@
-"""Class-tree folders of links for fer-convert: calibration faces from the training side only, verification
-faces from the test side (FER2013 PrivateTest + CK+ held-out subjects), so no test image calibrates the model,
-and a validation tree (FER2013 PublicTest) for choosing conversion settings without looking at the test side.
+"""Class-tree folders of links for fer-convert, read with ferlite.train's own readers:
+- calibration: training-side faces only (FER+ FER2013Train, CK+ subjects not held out, both crop styles), so no
+  validation or test image calibrates the model;
+- val: FER+ FER2013Valid (majority labels), for choosing conversion settings without looking at the test side;
+- test: FER+ FER2013Test (majority labels) and the CK+ held-out subjects in both crop styles.
 
     python scripts/link_splits.py OUT [--data ../shared/data]
     -> OUT/calibration/<Label>/...  OUT/val/<Label>/...  OUT/test/<Label>/...
@@ -13,16 +15,35 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure_model import ROOT, collect, held_out_subjects, test_sets  # noqa: E402
+from ferlite.edge.contract import LABELS
+from ferlite.train.data import CKPLUS_SUBJECT_REGEX, Sample, read_ferplus, read_folder
+from ferlite.train.labels import LabelMapper
+from ferlite.train.splits import read_subject_list
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_SUBJECTS = ROOT / "train" / "splits" / "ckplus-test-subjects.txt"
+CKPLUS_FOLDERS = ("ckplus48_hugoiwnl", "ckplus48")
 
 
-def link_tree(items: list[tuple[Path, str]], out: Path) -> int:
-    for i, (path, label) in enumerate(items):
-        target = out / label / f"{i:06d}_{path.name}"
+def link_tree(samples: list[Sample], out: Path) -> int:
+    for i, sample in enumerate(samples):
+        target = out / LABELS[sample.label] / f"{i:06d}_{sample.path.name}"
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(path.resolve(), target)
-    return len(items)
+        os.symlink(sample.path.resolve(), target)
+    return len(samples)
+
+
+def sides(data: Path) -> dict[str, list[Sample]]:
+    mapper = LabelMapper()
+    ferplus = read_ferplus(data / "ferplus", "ferplus", mapper).samples
+    held_out = read_subject_list(TEST_SUBJECTS)
+    ckplus = [s for folder in CKPLUS_FOLDERS
+              for s in read_folder(data / folder, folder, mapper, CKPLUS_SUBJECT_REGEX).samples]
+    return {
+        "calibration": [s for s in ferplus if s.split == "train"] + [s for s in ckplus if s.subject not in held_out],
+        "val": [s for s in ferplus if s.split == "val"],
+        "test": [s for s in ferplus if s.split == "test"] + [s for s in ckplus if s.subject in held_out],
+    }
 
 
 def main() -> int:
@@ -33,14 +54,8 @@ def main() -> int:
     if args.out.exists():
         print(f"link_splits: {args.out} exists; give a new folder", file=sys.stderr)
         return 2
-    subjects = held_out_subjects()
-    train_side = collect(args.data / "fer2013", lambda f: f.name.startswith("Training_"))
-    train_side += collect(args.data / "ckplus48_hugoiwnl", lambda f: f.name[:4] not in subjects)
-    test_side = [item for items in test_sets(args.data).values() for item in items]
-    print(f"calibration: {link_tree(train_side, args.out / 'calibration')} faces")
-    val_side = collect(args.data / "fer2013", lambda f: f.name.startswith("PublicTest_"))
-    print(f"val: {link_tree(val_side, args.out / 'val')} faces")
-    print(f"test: {link_tree(test_side, args.out / 'test')} faces")
+    for side, samples in sides(args.data).items():
+        print(f"{side}: {link_tree(samples, args.out / side)} faces")
     return 0
 
 

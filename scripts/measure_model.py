@@ -1,68 +1,100 @@
 """Re-measure an int8 model (default: the one shipped in ferlite.edge) on ../shared/data, through fer-edge.
 
-Runs `fer-edge --whole-frame` over a folder of the test images of each set (links named after their class),
-reads its JSON lines and prints accuracy, per-class recall and the confusion matrix; writes JSON with --out.
+Runs `fer-edge --whole-frame` over a folder of links to the images of each set (named after their label), reads
+its JSON lines and prints accuracy, macro-F1, per-class recall and the confusion matrix; writes JSON with --out.
 
-    python scripts/measure_model.py [--data ../shared/data] [--model PATH] [--limit N] [--out FILE]
+    python scripts/measure_model.py [--side test|val] [--data ../shared/data] [--model PATH] [--flip]
+                                    [--manifest RUN/manifest.csv] [--limit N] [--out FILE]
 
-Sets: CK+ held-out subjects (train/splits/ckplus-test-subjects.txt, ckplus48_hugoiwnl crops: neutral first
-frames and peak frames) and FER2013 PrivateTest (fear dropped).
+Sets (the test side by default; every one read by ferlite.train's own readers):
+- FER+ FER2013Test (or FER2013Valid): majority label of the 10 crowd votes; faces whose majority is fear,
+  contempt, unknown or not-a-face, and ties for the top, are left out and counted.
+- FER2013 PrivateTest (or PublicTest), the original single labels, fear dropped (for comparability).
+- CK+ held-out subjects (train/splits/ckplus-test-subjects.txt) in both crop styles, ckplus48_hugoiwnl (neutral
+  first frames and peak frames) and ckplus48 (three near-peak frames per sequence). With --side val the CK+
+  subjects are those on the validation side of a run's manifest (--manifest), or left out without one.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ferlite.edge.contract import LABELS
-from ferlite.train.labels import ALIASES, DROP
+from ferlite.train.data import CKPLUS_SUBJECT_REGEX, Sample, read_ferplus, read_folder
+from ferlite.train.labels import LabelMapper
+from ferlite.train.report import confusion_matrix, metrics_from_confusion
+from ferlite.train.splits import read_subject_list
 
 ROOT = Path(__file__).resolve().parents[1]
-# Class folder names -> label, as fer-train reads them (fear and contempt dropped).
-CLASS_NAMES = {name: label for name, label in ALIASES.items() if label != DROP}
+TEST_SUBJECTS = ROOT / "train" / "splits" / "ckplus-test-subjects.txt"
 SEP = "__"
+FER2013_SPLIT = {"test": "PrivateTest", "val": "PublicTest"}
+FERPLUS_FOLDER = {"test": "FER2013Test", "val": "FER2013Valid"}
+CKPLUS_STYLES = {"ckplus48_hugoiwnl": "CK+ held-out, hugoiwnl crops", "ckplus48": "CK+ held-out, ckplus48 crops"}
 
 
-def held_out_subjects() -> set[str]:
-    text = (ROOT / "train" / "splits" / "ckplus-test-subjects.txt").read_text()
-    return {line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")}
+def ckplus_subjects(side: str, manifest: Path | None) -> set[str]:
+    if side == "test":
+        return read_subject_list(TEST_SUBJECTS)
+    if manifest is None:
+        return set()
+    with manifest.open(newline="") as handle:
+        return {row["subject"] for row in csv.DictReader(handle)
+                if row["side"] == "val" and row["subject"].startswith("S")}
 
 
-def collect(root: Path, keep: Callable[[Path], bool]) -> list[tuple[Path, str]]:
-    items = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name in CLASS_NAMES):
-        items += [(f, CLASS_NAMES[folder.name]) for f in sorted(folder.iterdir()) if keep(f)]
-    return items
+def test_sets(data: Path, side: str = "test", manifest: Path | None = None
+              ) -> tuple[dict[str, list[Sample]], dict[str, dict[str, int]]]:
+    """{set name: samples} and {set name: faces left out, by reason}."""
+    mapper = LabelMapper()
+    sets: dict[str, list[Sample]] = {}
+    left_out: dict[str, dict[str, int]] = {}
+    if (data / "ferplus").is_dir():
+        ferplus = read_ferplus(data / "ferplus", "ferplus", mapper, sides=(side,))
+        name = f"FER+ {FERPLUS_FOLDER[side]}"
+        sets[name] = ferplus.samples
+        left_out[name] = dict(ferplus.dropped)
+    if (data / "fer2013").is_dir():
+        fer = read_folder(data / "fer2013", "fer2013", mapper, None)
+        sets[f"FER2013 {FER2013_SPLIT[side]}"] = [s for s in fer.samples if s.split == side]
+    subjects = ckplus_subjects(side, manifest)
+    for folder, name in CKPLUS_STYLES.items():
+        if subjects and (data / folder).is_dir():
+            samples = read_folder(data / folder, folder, mapper, CKPLUS_SUBJECT_REGEX).samples
+            sets[name if side == "test" else name.replace("held-out", "validation")] = [
+                s for s in samples if s.subject in subjects]
+    return {k: v for k, v in sets.items() if v}, left_out
 
 
-def test_sets(data: Path) -> dict[str, list[tuple[Path, str]]]:
-    subjects = held_out_subjects()
-    return {
-        "CK+ held-out subjects": collect(data / "ckplus48_hugoiwnl", lambda f: f.name[:4] in subjects),
-        "FER2013 PrivateTest": collect(data / "fer2013", lambda f: f.name.startswith("PrivateTest_")),
-    }
-
-
-def spread(items: list[tuple[Path, str]], limit: int | None) -> list[tuple[Path, str]]:
+def spread(items: list[Sample], limit: int | None) -> list[Sample]:
     if not limit or limit >= len(items):
         return items
     step = len(items) / limit
     return [items[int(i * step)] for i in range(limit)]
 
 
-def run_edge(items: list[tuple[Path, str]], model: str | None, threads: int) -> dict[str, str]:
+def run_edge(items: list[Sample], model: str | None, threads: int, flip: bool = False) -> dict[str, str]:
     """Link the images into one folder, run fer-edge --whole-frame over it, return {link name: label}."""
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (path, label) in enumerate(items):
-            os.symlink(path.resolve(), Path(tmp) / f"{label}{SEP}{i:06d}{path.suffix}")
-        cmd = [sys.executable, "-m", "ferlite.edge.cli", "--source", tmp, "--whole-frame",
-               "--threads", str(threads), "--log-level", "WARNING"]
+        folder = Path(tmp) / "faces"
+        folder.mkdir()
+        for i, sample in enumerate(items):
+            os.symlink(sample.path.resolve(), folder / f"{LABELS[sample.label]}{SEP}{i:06d}{sample.path.suffix}")
+        config = Path(tmp) / "edge.toml"
+        config.write_text(f"flip = {'true' if flip else 'false'}\n")
+        cmd = [sys.executable, "-m", "ferlite.edge.cli", "--source", str(folder), "--whole-frame",
+               "--config", str(config), "--threads", str(threads), "--log-level", "WARNING"]
         if model:
             cmd += ["--model", model]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -75,24 +107,29 @@ def run_edge(items: list[tuple[Path, str]], model: str | None, threads: int) -> 
     return predicted
 
 
-def score(predicted: dict[str, str]) -> dict[str, object]:
-    confusion = [[0] * len(LABELS) for _ in LABELS]
-    for name, label in predicted.items():
-        confusion[LABELS.index(name.split(SEP)[0])][LABELS.index(label)] += 1
-    total = sum(map(sum, confusion))
-    correct = sum(confusion[i][i] for i in range(len(LABELS)))
-    recall = {LABELS[i]: (confusion[i][i] / sum(row) if sum(row) else None) for i, row in enumerate(confusion)}
-    return {"images": total, "accuracy": correct / total if total else 0.0, "recall": recall,
-            "confusion": confusion, "labels": list(LABELS)}
+def score(predicted: dict[str, str]) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (ferlite.train.report)."""
+    names = sorted(predicted)
+    truth = np.array([LABELS.index(name.split(SEP)[0]) for name in names], dtype=np.int64)
+    guess = np.array([LABELS.index(predicted[name]) for name in names], dtype=np.int64)
+    metrics = metrics_from_confusion(confusion_matrix(truth, guess))
+    recall = {label: (c["recall"] if c["support"] else None) for label, c in metrics["per_class"].items()}
+    return {"images": metrics["n"], "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+            "recall": recall, "per_class": metrics["per_class"], "confusion": metrics["confusion"],
+            "labels": list(LABELS)}
 
 
-def print_table(results: dict[str, dict], model: str) -> None:
+def print_table(results: dict[str, dict[str, Any]], model: str, left_out: dict[str, dict[str, int]]) -> None:
     print(f"model: {model}")
-    print("| test set | images | accuracy | " + " | ".join(f"{label} recall" for label in LABELS) + " |")
-    print("|---|---|---|" + "---|" * len(LABELS))
+    print("| set | images | accuracy | macro-F1 | " + " | ".join(f"{label} recall" for label in LABELS) + " |")
+    print("|---|---|---|---|" + "---|" * len(LABELS))
     for name, r in results.items():
         cells = [f"{r['recall'][k]:.1%}" if r["recall"][k] is not None else "-" for k in LABELS]
-        print(f"| {name} | {r['images']} | {r['accuracy']:.2%} | " + " | ".join(cells) + " |")
+        print(f"| {name} | {r['images']} | {r['accuracy']:.2%} | {r['macro_f1']:.3f} | " + " | ".join(cells) + " |")
+    for name, reasons in left_out.items():
+        if reasons and name in results:
+            print(f"\n{name}: left out {sum(reasons.values())} faces: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
     for name, r in results.items():
         print(f"\nconfusion, {name} (rows true, columns predicted: {', '.join(LABELS)})")
         for label, row in zip(LABELS, r["confusion"], strict=True):
@@ -103,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--model", help="int8 .tflite (default: the model shipped in ferlite.edge)")
+    parser.add_argument("--side", choices=("test", "val"), default="test",
+                        help="the test sets (default) or the validation sets, for choosing settings")
+    parser.add_argument("--manifest", type=Path, help="a run's manifest.csv: its CK+ validation subjects")
+    parser.add_argument("--flip", action="store_true", help="fer-edge with test-time flip (flip = true)")
     parser.add_argument("--limit", type=int, help="at most N images per set, spread over the set")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -110,13 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_dir():
         print(f"measure_model: {args.data}: no data folder", file=sys.stderr)
         return 2
-    results = {}
-    for name, items in test_sets(args.data).items():
-        results[name] = score(run_edge(spread(items, args.limit), args.model, args.threads))
+    sets, left_out = test_sets(args.data, args.side, args.manifest)
+    results = {name: score(run_edge(spread(items, args.limit), args.model, args.threads, args.flip))
+               for name, items in sets.items()}
     model_name = args.model or "shipped (ferlite/edge/models/ferlite_int8.tflite)"
-    print_table(results, model_name)
+    print_table(results, model_name + (" with test-time flip" if args.flip else ""), left_out)
     if args.out:
-        args.out.write_text(json.dumps({"model": model_name, "results": results}, indent=2) + "\n")
+        report = {"model": model_name, "side": args.side, "flip": args.flip, "results": results,
+                  "left_out": {k: v for k, v in left_out.items() if k in results},
+                  "counts": {k: dict(Counter(LABELS[s.label] for s in v)) for k, v in sets.items()}}
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -41,8 +41,11 @@ def test_margin_grows_box_and_clips_to_frame():
 
 def test_whole_frame_and_batch(astronaut):
     whole = preprocess_face(astronaut)
-    expected = cv2.resize(to_gray(astronaut), (84, 84), interpolation=cv2.INTER_AREA)
-    np.testing.assert_array_equal(whole, expected)
+    # Through the training faces' 48x48 first (FACE_SIZE), then up to the input size.
+    at_48 = cv2.resize(to_gray(astronaut), (48, 48), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(whole, cv2.resize(at_48, (84, 84), interpolation=cv2.INTER_LINEAR))
+    direct = preprocess_face(astronaut, face_size=0)
+    np.testing.assert_array_equal(direct, cv2.resize(to_gray(astronaut), (84, 84), interpolation=cv2.INTER_AREA))
     batch = preprocess_faces(astronaut, [(0, 0, 100, 100), (100, 100, 50, 60)])
     assert batch.shape == (2, 84, 84)
     np.testing.assert_array_equal(batch[1], preprocess_face(astronaut, (100, 100, 50, 60)))

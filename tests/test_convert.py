@@ -78,7 +78,8 @@ def test_below_min_agreement_leaves_no_file(trained, faces_dir, tmp_path, capsys
     code = main([str(trained), "--calibration", str(faces_dir), "--cropped", "--samples", "12",
                  "--min-agreement", "1.01", "--out", str(out)])
     assert code == 1
-    assert "below --min-agreement" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "below --min-agreement" in err and "what helps: train with --label-smoothing" in err
     assert list(tmp_path.iterdir()) == []
 
 

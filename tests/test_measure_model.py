@@ -22,7 +22,10 @@ def _measure(model: Path, shared_data: Path, tmp_path: Path) -> dict:
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert out.returncode == 0, out.stderr
-    assert "| CK+ held-out subjects | 12 |" in out.stdout
+    for name in ("FER+ FER2013Test", "FER2013 PrivateTest", "CK+ held-out, hugoiwnl crops",
+                 "CK+ held-out, ckplus48 crops"):
+        assert f"| {name} | 12 |" in out.stdout
+    assert "FER+ FER2013Test: left out" in out.stdout
     return json.loads(out_file.read_text())
 
 
@@ -33,6 +36,7 @@ def test_measure_sample_with_fixture_model(shared_data, tiny_model, tmp_path):
         confusion = r["confusion"]
         assert sum(map(sum, confusion)) == 12
         assert r["accuracy"] == pytest.approx(sum(confusion[i][i] for i in range(6)) / 12)
+        assert 0.0 <= r["macro_f1"] <= 1.0
 
 
 def test_shipped_model_beats_chance_on_a_sample(shared_data, tmp_path):
@@ -40,7 +44,8 @@ def test_shipped_model_beats_chance_on_a_sample(shared_data, tmp_path):
     if not model.exists():
         pytest.fail(f"{model} is not shipped")
     results = _measure(model, shared_data, tmp_path)["results"]
-    assert results["CK+ held-out subjects"]["accuracy"] > 0.5
+    assert results["CK+ held-out, hugoiwnl crops"]["accuracy"] > 0.5
+    assert results["FER+ FER2013Test"]["accuracy"] > 0.5
     assert results["FER2013 PrivateTest"]["accuracy"] > 0.3
 
 

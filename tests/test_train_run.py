@@ -17,7 +17,7 @@ from ferlite.train.report import compute_metrics, predict_labels
 from ferlite.train.splits import read_manifest
 
 TINY = ["--filters", "4,4,8,8,8", "--dense", "8,8", "--batch-size", "16", "--seed", "1"]
-REPORT_FILES = ("model.keras", "metrics.json", "accuracy.png", "loss.png", "confusion.png",
+REPORT_FILES = ("model.keras", "metrics.json", "accuracy.png", "loss.png", "confusion-test.png", "confusion-val.png",
                 "report.md", "manifest.csv", "run.json", "history.csv", "train.log")
 
 
@@ -47,7 +47,7 @@ def test_one_epoch_writes_every_report_file(run, capsys):
     assert metrics["model"]["params"] > 0
     assert metrics["training"]["epochs_run"] == 1
     report = (run / "report.md").read_text()
-    for image in ("accuracy.png", "loss.png", "confusion.png"):
+    for image in ("accuracy.png", "loss.png", "confusion-test.png"):
         assert f"]({image})" in report
     assert metrics["counts"]["skipped"] == {"unreadable": 1}
     assert metrics["counts"]["dropped_classes"]["set: class fear"] == 3
@@ -175,19 +175,17 @@ def test_dry_run_writes_manifest_and_test_subjects(data_root, tmp_path, capsys):
 
 
 def test_repeat_oversamples_only_the_named_set():
-    from ferlite.train.cli import repeat_sets
+    from ferlite.train.cli import repeat_index
 
-    faces = np.arange(5)[:, None, None] * np.ones((1, 2, 2), np.uint8)
     labels = np.array([0, 1, 2, 3, 4])
     names = ["a", "b", "a", "b", "b"]
-    out_faces, out_labels, out_names = repeat_sets((faces, labels, names), {("a", None): 3})
-    assert sorted(out_labels.tolist()) == [0, 0, 0, 1, 2, 2, 2, 3, 4]
-    assert out_names.count("a") == 6 and out_names.count("b") == 3
-    assert all(int(f[0, 0]) == label for f, label in zip(out_faces, out_labels, strict=True))
+    index = repeat_index(labels, names, {("a", None): 3})
+    assert sorted(labels[index].tolist()) == [0, 0, 0, 1, 2, 2, 2, 3, 4]
+    assert [names[i] for i in index].count("a") == 6
     # NAME/LABEL wins over NAME: label 2 of set a x5, the rest of a x2.
-    by_label = repeat_sets((faces, labels, names), {("a", None): 2, ("a", LABELS[2]): 5})[1]
+    by_label = labels[repeat_index(labels, names, {("a", None): 2, ("a", LABELS[2]): 5})]
     assert sorted(by_label.tolist()) == [0, 0, 1, 2, 2, 2, 2, 2, 3, 4]
-    assert repeat_sets((faces, labels, names), {})[1] is labels
+    assert repeat_index(labels, names, {}).tolist() == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("entry", ["nope=2", "set=0", "set=x", "set", "set/Fear=2"])
@@ -197,21 +195,6 @@ def test_bad_repeat_exits_2_before_decoding(data_root, tmp_path, capsys, entry):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--repeat" in err[0]
-
-
-def test_smoothed_loss_matches_keras_categorical():
-    import keras
-
-    from ferlite.train.fit import SmoothedSparseCrossentropy
-
-    labels = np.array([0, 2, 5])
-    probs = np.random.default_rng(0).dirichlet(np.ones(6), 3).astype("float32")
-    ours = float(SmoothedSparseCrossentropy(0.1)(labels, probs))
-    keras_loss = float(keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(np.eye(6)[labels], probs))
-    plain = float(keras.losses.SparseCategoricalCrossentropy()(labels, probs))
-    assert ours == pytest.approx(keras_loss, rel=1e-5)
-    assert float(SmoothedSparseCrossentropy(0.0)(labels, probs)) == pytest.approx(plain, rel=1e-5)
-    assert ours != pytest.approx(plain, rel=1e-3)
 
 
 def test_init_finetune_with_smoothing_and_dataset_mean(run, data_root, tmp_path, capsys):

@@ -76,3 +76,32 @@ def write_ferg(root: Path, per_expression: int = 3, seed: int = 0) -> Path:
                 write_image(root / "FERG_DB_256" / character / name / f"{name}_{n}.png",
                             pattern(label if label is not None else 0, rng, (64, 64)))
     return root
+
+
+# FER+ vote rows (neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF)
+# and what the reader must make of each: a label index or the reason it is dropped.
+FERPLUS_ROWS = [
+    ((10, 0, 0, 0, 0, 0, 0, 0, 0, 0), 3),  # unanimous neutral
+    ((1, 6, 0, 0, 0, 0, 0, 0, 3, 0), 2),  # happy; unknown votes are not among the six
+    ((4, 0, 0, 3, 1, 2, 0, 0, 0, 0), 3),  # neutral with sad runner-up; the single anger vote is noise
+    ((0, 0, 2, 0, 0, 0, 7, 0, 1, 0), "majority fear"),
+    ((0, 0, 0, 0, 0, 0, 0, 0, 2, 8), "majority nf"),
+    ((4, 0, 0, 4, 0, 0, 0, 0, 2, 0), "tie"),
+    ((0, 0, 0, 0, 6, 4, 0, 0, 0, 0), 0),  # angry
+]
+
+
+def write_ferplus(root: Path, seed: int = 0, per_side: int = 2) -> Path:
+    """FERPlus's layout: FER2013{Train,Valid,Test}/label.csv beside 48x48 PNGs."""
+    rng = np.random.default_rng(seed)
+    for folder in ("FER2013Train", "FER2013Valid", "FER2013Test"):
+        lines = []
+        for copy in range(per_side):
+            for i, (votes, expected) in enumerate(FERPLUS_ROWS):
+                name = f"fer{copy:03d}{i:04d}.png"
+                label = expected if isinstance(expected, int) else 0
+                write_image(root / folder / name, pattern(label, rng, (48, 48)))
+                lines.append(f'{name},"(0, 0, 48, 48)",' + ",".join(map(str, votes)))
+        lines.append("broken.png,(0 0 48 48),not,numbers")
+        (root / folder / "label.csv").write_text("\n".join(lines) + "\n")
+    return root

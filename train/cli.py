@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import importlib.util
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,24 +30,46 @@ RUN_FILE = "run.json"
 _SAVED = ("data", "class_map", "faces", "subject_regex", "split", "val_fraction",
           "test_fraction", "test_subjects", "seed", "width", "filters", "dense", "dropout",
           "epochs", "batch_size", "learning_rate", "patience", "no_class_weights", "no_augment",
-          "augment", "init", "repeat", "select", "label_smoothing")
+          "augment", "init", "repeat", "select", "label_smoothing", "class_weight_power",
+          "targets", "limit")
 
 
 class UsageError(ValueError):
     """Bad combination of options."""
 
 
-def _setup_logging(out: Path | None) -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+TRAIN_EXTRA = ("tensorflow", "keras", "matplotlib")
+
+
+def missing_extra(modules: tuple[str, ...] = TRAIN_EXTRA) -> str | None:
+    """The first module of the training extra that is not installed (an edge-only install)."""
+    return next((m for m in modules if importlib.util.find_spec(m) is None), None)
+
+
+def _setup_logging(level: str) -> None:
     root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(out / "train.log"))
-    for handler in handlers:
-        handler.setFormatter(fmt)
-        root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_FORMAT)
+    root.addHandler(handler)
+
+
+def _log_to_run(out: Path) -> None:
+    handler = logging.FileHandler(out / "train.log")
+    handler.setFormatter(_FORMAT)
+    logging.getLogger().addHandler(handler)
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """A finished or running run is never replaced by accident."""
+    if args.resume or args.overwrite or not args.out.exists():
+        return
+    if not args.out.is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a folder")
+    if any(args.out.iterdir()):
+        raise UsageError(f"--out {args.out} already holds a run: continue it with --resume, "
+                         f"or give a new --out (--overwrite replaces it)")
 
 
 def _per_name(entries: list[str], flag: str) -> dict[str, str]:
@@ -102,15 +126,25 @@ def _options_json(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    missing = missing_extra()
+    if missing:
+        print(f"fer-train: error: fer-train needs the training extra ({missing} is not installed): "
+              f"pip install 'ferlite[train]'", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    created = False
     try:
         args = parse_args(argv)
         if args.out is None:
             raise UsageError("--out is required")
+        _check_out(args)
         if args.resume:
             args = _resolve_resume(args)
-        _setup_logging(args.out if not args.dry_run else None)
+        _setup_logging(args.log_level)
+        created = not args.out.exists()
         return run(args)
     except (ConfigError, UsageError, DataError, ClassMapError, SplitError) as e:
+        if created:  # a run that fails on bad input leaves no folder behind
+            shutil.rmtree(args.out, ignore_errors=True)
         print(f"fer-train: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -128,15 +162,18 @@ def run(args: argparse.Namespace) -> int:
     split = SplitOptions(args.split, args.val_fraction, args.test_fraction, test_subjects,
                          args.seed)
     cache = None if args.no_cache else (args.cache or default_cache())
-    prepared = prepare(sources, mapper, split, cache, args.workers)
     args.out.mkdir(parents=True, exist_ok=True)
+    if not args.dry_run:
+        _log_to_run(args.out)
+    prepared = prepare(sources, mapper, split, cache, args.workers, limit=args.limit, seed=args.seed)
     write_manifest(args.out / "manifest.csv", prepared.samples, prepared.sides, prepared.statuses)
     sizes = side_sizes(prepared)
     print(f"data: {sizes['train']} train, {sizes['val']} val, {sizes['test']} test faces; "
           f"manifest {args.out / 'manifest.csv'}")
     if args.write_test_subjects:
         _write_test_subjects(args.write_test_subjects, prepared)
-    _write_run_file(args, prepared)
+    framing = _measure_framing(prepared, args.seed)
+    _write_run_file(args, prepared, framing)
     if args.dry_run:
         return 0
     if sizes["train"] == 0:
@@ -153,7 +190,24 @@ def _write_test_subjects(path: Path, prepared: Any) -> None:
     print(f"test subjects: {len(subjects)} written to {path}")
 
 
-def _write_run_file(args: argparse.Namespace, prepared: Any) -> None:
+def _measure_framing(prepared: Any, seed: int) -> dict[str, Any]:
+    """Where the edge's Haar box sits in the training faces, per data set and over all of them."""
+    from .framing import measure_framing
+
+    faces, _, datasets = prepared.side("train")
+    if not len(faces):
+        return {}
+    names = np.array(datasets)
+    per_set = {name: measure_framing(faces[names == name], seed=seed).to_dict()
+               for name in sorted(set(datasets))}
+    overall = measure_framing(faces, seed=seed).to_dict()
+    log.info("framing: Haar box = %.1f%% of a training crop, margin %.3f (%s)",
+             overall["box_width"] * 100, overall["margin"],
+             ", ".join(f"{k} {v['margin']:.3f}" for k, v in per_set.items()))
+    return {**overall, "per_dataset": per_set}
+
+
+def _write_run_file(args: argparse.Namespace, prepared: Any, framing: dict[str, Any]) -> None:
     from ferlite.edge.spec import atomic_write_bytes
 
     info = {
@@ -163,12 +217,16 @@ def _write_run_file(args: argparse.Namespace, prepared: Any) -> None:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": sys.argv,
         "counts": prepared.counts(),
+        "framing": framing,
     }
     atomic_write_bytes(args.out / RUN_FILE, (json.dumps(info, indent=2) + "\n").encode())
 
 
 def _train_and_report(args: argparse.Namespace, prepared: Any,
                       repeats: dict[tuple[str, str | None], int]) -> int:
+    from . import _tf
+
+    _tf.tensorflow()  # before keras: TensorFlow's native start-up lines go to the debug log
     from .fit import FitOptions, atomic_save_model, fit
     from .model import Architecture, build_model
     from .pipeline import Augmentation
@@ -184,10 +242,14 @@ def _train_and_report(args: argparse.Namespace, prepared: Any,
         patience=args.patience, class_weights=not args.no_class_weights, seed=args.seed,
         augmentation=None if args.no_augment else Augmentation().scaled(args.augment),
         init=args.init, select=args.select, label_smoothing=args.label_smoothing,
+        class_weight_power=args.class_weight_power, progress_every_s=args.progress_every,
     )
-    train = repeat_sets(prepared.side("train"), repeats)
-    val = prepared.side("val")
-    result = fit(arch, opts, args.out, train[:2], val if len(val[1]) else None, args.resume)
+    votes = args.targets == "votes"
+    faces, labels, datasets = prepared.side("train")
+    index = repeat_index(labels, datasets, repeats)
+    train = faces[index], labels[index], prepared.targets("train", votes)[index]
+    val = (*prepared.side("val"), prepared.targets("val", votes))
+    result = fit(arch, opts, args.out, train, val if len(val[1]) else None, args.resume)
     atomic_save_model(result.model, args.out / "model.keras")
     sides = {}
     for side in ("val", "test"):
@@ -226,19 +288,17 @@ def _repeats(entries: list[str], names: set[str]) -> dict[tuple[str, str | None]
     return repeats
 
 
-def repeat_sets(side: tuple[np.ndarray, np.ndarray, list[str]],
-                repeats: dict[tuple[str, str | None], int],
-                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Oversample: a face of data set NAME and label L appears repeats[(NAME, L)] times, else
-    repeats[(NAME, None)] times, else once (shuffled later)."""
-    faces, labels, datasets = side
+def repeat_index(labels: np.ndarray, datasets: list[str],
+                 repeats: dict[tuple[str, str | None], int]) -> np.ndarray:
+    """Oversampling as row indices: a face of data set NAME and label L appears
+    repeats[(NAME, L)] times, else repeats[(NAME, None)] times, else once (shuffled later)."""
     if not repeats:
-        return side
+        return np.arange(len(labels))
     counts = np.array([repeats.get((name, LABELS[label]), repeats.get((name, None), 1))
                        for name, label in zip(datasets, labels, strict=True)], dtype=np.int64)
     index = np.repeat(np.arange(len(labels)), counts)
     log.info("training faces after --repeat: %d (was %d)", len(index), len(labels))
-    return faces[index], labels[index], [datasets[i] for i in index]
+    return index
 
 
 def _training_summary(history: list[dict[str, float]], best: int | None, n: int) -> dict[str, Any]:

@@ -15,6 +15,7 @@ except ModuleNotFoundError:  # Python 3.10
 from .splits import SPLIT_MODES
 
 SELECT_MODES = ("accuracy", "dataset-mean")
+TARGET_MODES = ("votes", "majority")
 
 
 class ConfigError(ValueError):
@@ -37,6 +38,9 @@ Data sets (--data KIND[:NAME]=PATH, repeat to merge several):
            whole images are faces; subject = character.
   folder   <class>/<image> (or <train|val|test>/<class>/<image>); full images, faces
            found with the Haar detector.
+  ferplus  FER+ (FERPlus's layout): FER2013{Train,Valid,Test}/label.csv with 10 crowd
+           votes per face; the folders are the train/val/test sides. Faces whose votes
+           are mostly fear/contempt/unknown/not-a-face, and ties, are dropped and counted.
   crops    like folder, but the images are already face crops: only resized
            (e.g. the 48x48 sets in ../shared/data).
 Class folder names map to the six labels through built-in aliases (anger/angry,
@@ -71,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache", type=Path, help=f"face cache folder (default {default_cache()})")
     g.add_argument("--no-cache", action="store_true", help="decode every image, cache nothing")
     g.add_argument("--workers", type=int, help="decoding threads (default: all CPUs)")
+    g.add_argument("--limit", type=int, metavar="N",
+                   help="at most N images per class of each data set and side (a quick smoke run)")
     s = p.add_argument_group("split")
     s.add_argument("--split", choices=SPLIT_MODES, help="subject-independent (default) or random")
     s.add_argument("--val-fraction", type=float, help="validation share of unsplit data (0.2)")
@@ -92,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--learning-rate", type=float, help="Adam learning rate (0.001)")
     t.add_argument("--patience", type=int, help="early stopping patience in epochs (10)")
     t.add_argument("--no-class-weights", action="store_true", help="no balanced class weights")
+    t.add_argument("--class-weight-power", type=float, metavar="P",
+                   help="class weights = balanced ** P (1.0 balanced; 0.5 square root)")
+    t.add_argument("--targets", choices=TARGET_MODES,
+                   help="FER+ faces: train on the vote distribution (votes, default) or on "
+                        "the majority label (one-hot)")
     t.add_argument("--no-augment", action="store_true", help="no data augmentation")
     t.add_argument("--augment", type=float, metavar="FACTOR",
                    help="scale the augmentation ranges (1.0: shift/shear/zoom 10%%, rotation 10 deg)")
@@ -105,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--select", choices=SELECT_MODES,
                    help="validation measure for the best checkpoint and early stopping: "
                         "overall accuracy (default) or the mean of the per-data-set accuracies")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (default: refuse)")
+    t.add_argument("--progress-every", type=float, metavar="S",
+                   help="a progress log line every S seconds inside an epoch (60)")
+    t.add_argument("--log-level", help="DEBUG | INFO (default) | WARNING")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (its saved options)")
     t.add_argument("--dry-run", action="store_true",
@@ -116,7 +132,8 @@ DEFAULTS: dict[str, Any] = {
     "data": [], "class_map": [], "faces": [], "subject_regex": [], "split": "subject",
     "val_fraction": 0.2, "test_fraction": 0.0, "seed": 0, "width": 1.0, "dropout": 0.4,
     "epochs": 40, "batch_size": 62, "augment": 1.0, "learning_rate": 1e-3, "patience": 10,
-    "repeat": [], "select": "accuracy", "label_smoothing": 0.0,
+    "repeat": [], "select": "accuracy", "label_smoothing": 0.0, "class_weight_power": 1.0,
+    "targets": "votes", "progress_every": 60.0, "log_level": "INFO",
 }
 _LISTS = ("data", "class_map", "faces", "subject_regex", "repeat")
 PATH_OPTIONS = ("out", "cache", "test_subjects", "write_test_subjects", "init")

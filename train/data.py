@@ -7,11 +7,15 @@ plus counts of what was dropped (classes with no target, unreadable label files)
 
 from __future__ import annotations
 
+import csv
 import logging
 import re
 from collections import Counter
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ferlite.edge.contract import LABELS
 
 from .labels import CKPLUS_CODES, LabelMapper
 
@@ -25,7 +29,11 @@ _NAME_SPLIT_RE = re.compile(r"^(Training|PublicTest|PrivateTest)_", re.IGNORECAS
 # A folder-per-class set may also hold its split as top folders: train/<class>/..., test/<class>/...
 DIR_SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val",
               "validation": "val", "test": "test", "testing": "test"}
-KINDS = ("ckplus", "ferg", "folder", "crops")
+KINDS = ("ckplus", "ferg", "ferplus", "folder", "crops")
+# FERPlus's own layout: one folder per FER2013 usage, each with a label.csv of 10 vote counts.
+FERPLUS_FOLDERS = {"FER2013Train": "train", "FER2013Valid": "val", "FER2013Test": "test"}
+FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+                   "contempt", "unknown", "nf")
 
 
 class DataError(ValueError):
@@ -39,6 +47,8 @@ class Sample:
     dataset: str
     subject: str | None = None  # person (CK+ subject, FERG-DB character); None if unknown
     split: str | None = None  # 'train' / 'val' / 'test' if the data set carries one
+    # Crowd votes over LABELS (FER+), renormalised to sum 1; None for single-label data sets.
+    votes: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -66,8 +76,8 @@ class DataSource:
             raise DataError(f"bad --data {text!r}: expected KIND[:NAME]=PATH")
         if kind not in KINDS:
             raise DataError(f"bad --data {text!r}: KIND must be one of {', '.join(KINDS)}")
-        name = name.strip() or (kind if kind in ("ckplus", "ferg") else Path(path).name)
-        whole = kind in ("ferg", "crops")
+        name = name.strip() or (kind if kind in ("ckplus", "ferg", "ferplus") else Path(path).name)
+        whole = kind in ("ferg", "ferplus", "crops")
         regex = CKPLUS_SUBJECT_REGEX if kind in ("folder", "crops") else None
         return cls(kind, name, Path(path).expanduser(), whole, regex)
 
@@ -218,7 +228,76 @@ def read_ferg(root: Path, dataset: str, mapper: LabelMapper) -> ReadResult:
     return result
 
 
+def ferplus_target(votes: Sequence[int], columns: Sequence[int | None]) -> tuple[int, tuple[float, ...]] | str:
+    """One face's FER+ votes -> (majority label, vote distribution over LABELS), or why it is dropped.
+
+    `columns[i]` is the label index of FERPLUS_COLUMNS[i], None for fear/contempt/unknown/not-a-face.
+    Dropped: faces whose most-voted column is not one of the six (a tie with one counts too), and
+    ties for the top among the six (no majority label to score against). A column with a single
+    vote is treated as noise before renormalising, as FERPlus's own reader does.
+    """
+    top = max(votes)
+    if top <= 0:
+        return "no votes"
+    leaders = [i for i, v in enumerate(votes) if v == top]
+    outside = [FERPLUS_COLUMNS[i] for i in leaders if columns[i] is None]
+    if outside:
+        return "majority " + outside[0]
+    if len(leaders) > 1:
+        return "tie"
+    label = columns[leaders[0]]
+    assert label is not None
+    mass = [0.0] * len(LABELS)
+    for i, count in enumerate(votes):
+        index = columns[i]
+        if index is not None and count > 1:
+            mass[index] += count
+    total = sum(mass) or 1.0
+    return label, tuple(m / total for m in mass)
+
+
+def _ferplus_rows(label_file: Path) -> list[list[str]]:
+    try:
+        with label_file.open(newline="") as handle:
+            return [row for row in csv.reader(handle) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{label_file}: unreadable FER+ label file ({e})") from e
+
+
+def read_ferplus(root: Path, dataset: str, mapper: LabelMapper,
+                 sides: Collection[str] | None = None) -> ReadResult:
+    """FER+ (FERPlus's layout): `FER2013{Train,Valid,Test}/label.csv` beside the PNGs; the folders
+    are the train/val/test sides (only `sides`, if given). Each row: `name,box,` then 10 vote
+    counts in FERPLUS_COLUMNS order."""
+    folders = [(root / name, split) for name, split in FERPLUS_FOLDERS.items()
+               if (root / name / "label.csv").is_file() and (sides is None or split in sides)]
+    if not folders:
+        raise DataError(f"{root}: expected FER2013Train/label.csv (and Valid/Test), the FERPlus layout")
+    columns = [mapper.index(name) for name in FERPLUS_COLUMNS]
+    result = ReadResult()
+    for folder, split in folders:
+        for row in _ferplus_rows(folder / "label.csv"):
+            try:
+                votes = [int(float(v)) for v in row[2:12]]
+            except ValueError:
+                votes = []
+            if len(votes) != len(FERPLUS_COLUMNS):
+                result.dropped["bad label row"] += 1
+                continue
+            target = ferplus_target(votes, columns)
+            if isinstance(target, str):
+                result.dropped[target] += 1
+                continue
+            label, distribution = target
+            result.samples.append(Sample(folder / row[0], label, dataset, None, split, distribution))
+    if not result.samples:
+        raise DataError(f"{root}: no FER+ faces with a majority among the six labels")
+    return result
+
+
 def read_source(source: DataSource, mapper: LabelMapper) -> ReadResult:
+    if source.kind == "ferplus":
+        return read_ferplus(source.path, source.name, mapper)
     if source.kind == "ckplus":
         return read_ckplus(source.path, source.name, mapper)
     if source.kind == "ferg":

@@ -20,9 +20,10 @@ import tensorflow as tf
 from ferlite.edge.contract import LABELS
 from ferlite.edge.spec import atomic_write_bytes
 
+from . import _tf
 from .config import ConfigError
 from .model import Architecture, build_model
-from .pipeline import Augmentation, class_weights, eval_dataset, train_dataset
+from .pipeline import Augmentation, class_weights, eval_dataset, sample_weights, train_dataset
 from .report import compute_metrics, predict_labels
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class FitOptions:
     init: Path | None = None  # start from this model's weights instead of random ones
     select: str = "accuracy"  # or "dataset-mean": mean of the per-data-set val accuracies
     label_smoothing: float = 0.0
+    class_weight_power: float = 1.0  # 1: fully balanced, 0.5: square root of the balanced weights
+    progress_every_s: float = 60.0  # a progress log line this often inside an epoch
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
@@ -68,13 +71,13 @@ def atomic_save_model(model: keras.Model, path: Path) -> None:
 
 def select_strategy() -> tf.distribute.Strategy:
     """MirroredStrategy over several GPUs; mixed precision on any GPU; plain CPU otherwise."""
-    gpus = tf.config.list_physical_devices("GPU")
+    gpus = _tf.gpus()
     if gpus:
         keras.mixed_precision.set_global_policy("mixed_float16")
     if len(gpus) > 1:
         log.info("training on %d GPUs (MirroredStrategy, mixed precision)", len(gpus))
         return tf.distribute.MirroredStrategy()
-    log.info("training on %s", "1 GPU (mixed precision)" if gpus else "CPU")
+    log.info("%s", "training on 1 GPU (mixed precision)" if gpus else "no GPU found, training on CPU")
     return tf.distribute.get_strategy()
 
 
@@ -126,6 +129,40 @@ class RunState(keras.callbacks.Callback):
         atomic_write_bytes(self.out / STATE, json.dumps(self.state, indent=1).encode())
 
 
+class ProgressLog(keras.callbacks.Callback):
+    """A log line every `every_s` seconds inside an epoch (images done, images/s, ETA of the epoch
+    and of the run), so a run whose output goes to a file is never silent for a whole epoch."""
+
+    def __init__(self, images: int, batch_size: int, epochs: int, every_s: float = 60.0) -> None:
+        super().__init__()
+        self.images, self.batch_size, self.epochs, self.every_s = images, batch_size, epochs, every_s
+        self._epoch = 0
+        self._epoch_start = self._last = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+        self._epoch_start = self._last = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        now = time.perf_counter()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        done = min(self.images, (batch + 1) * self.batch_size)
+        rate = done / max(now - self._epoch_start, 1e-9)
+        epoch_left = (self.images - done) / rate
+        run_left = epoch_left + (self.epochs - self._epoch - 1) * self.images / rate
+        log.info("epoch %d/%d: %d/%d images (%.0f%%), %.0f images/s, ETA epoch %s, run %s",
+                 self._epoch + 1, self.epochs, done, self.images, 100 * done / self.images, rate,
+                 _duration(epoch_left), _duration(run_left))
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 class DatasetMeanAccuracy(keras.callbacks.Callback):
     """Adds val_dataset_mean (mean of the per-data-set validation accuracies) to the epoch's
     logs, so a small data set counts as much as a large one when picking the best epoch.
@@ -174,30 +211,11 @@ def _tensorboard(out: Path) -> list[keras.callbacks.Callback]:
     return [keras.callbacks.TensorBoard(str(out / "tensorboard"))]
 
 
-@keras.saving.register_keras_serializable(package="ferlite")
-class SmoothedSparseCrossentropy(keras.losses.Loss):
-    """Cross-entropy on integer labels with label smoothing (Keras' sparse loss has none).
-    Smoothing bounds the logit gaps (about ln((1 - eps + eps/k) / (eps/k))), so the int8 model's
-    logit scale is finer and fewer near-ties collapse to the same int8 value."""
-
-    def __init__(self, smoothing: float = 0.0, classes: int = len(LABELS), **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.smoothing, self.classes = smoothing, classes
-
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
-        one_hot = keras.ops.one_hot(labels, self.classes)
-        return keras.losses.categorical_crossentropy(one_hot, y_pred,
-                                                     label_smoothing=self.smoothing)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "smoothing": self.smoothing, "classes": self.classes}
-
-
 def _compile(model: keras.Model, lr: float, label_smoothing: float = 0.0) -> None:
-    loss: Any = (SmoothedSparseCrossentropy(label_smoothing) if label_smoothing > 0
-                 else "sparse_categorical_crossentropy")
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=["accuracy"])
+    # Targets are (n, classes): one-hot labels or FER+ vote distributions, so one loss serves both.
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss,
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
 
 
 @dataclass
@@ -208,11 +226,13 @@ class FitResult:
 
 
 def fit(
-    arch: Architecture, opts: FitOptions, out: Path, train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray, list[str]] | None, resume: bool = False,
+    arch: Architecture, opts: FitOptions, out: Path,
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray, list[str], np.ndarray] | None, resume: bool = False,
 ) -> FitResult:
     """Train (or continue training) and return the best model by validation accuracy
-    (`opts.select`). `val` is (faces, labels, data set name of each face)."""
+    (`opts.select`). `train` is (faces, labels, targets (n, classes)); `val` is (faces, labels,
+    data set name of each face, targets)."""
     keras.utils.set_random_seed(opts.seed)
     strategy = select_strategy()
     restored = load_state(out) if resume else None
@@ -230,7 +250,7 @@ def fit(
     first: list[keras.callbacks.Callback] = []
     if has_val and opts.select == "dataset-mean":
         assert val is not None
-        first.append(DatasetMeanAccuracy(*val, opts.batch_size))
+        first.append(DatasetMeanAccuracy(*val[:3], opts.batch_size))
         monitor = DatasetMeanAccuracy.KEY
     others = {
         "lr_plateau": keras.callbacks.ReduceLROnPlateau(
@@ -240,16 +260,22 @@ def fit(
                                                         patience=opts.patience, verbose=1),
     }
     state = RunState(out, monitor, others, len(train[0]), restored)
-    callbacks = [*first, *others.values(), state,
+    progress = ProgressLog(len(train[0]), opts.batch_size, opts.epochs, opts.progress_every_s)
+    callbacks = [*first, *others.values(), state, progress,
                  keras.callbacks.CSVLogger(str(out / "history.csv"), append=bool(restored)),
                  *_tensorboard(out)]
     initial_epoch = int(restored["epoch"]) if restored else 0
     if initial_epoch < opts.epochs:
+        faces, labels, targets = train
+        weights = None
+        if opts.class_weights:
+            per_class = class_weights(labels, len(LABELS), opts.class_weight_power)
+            log.info("class weights: %s", ", ".join(f"{LABELS[c]} {w:.2f}" for c, w in per_class.items()))
+            weights = sample_weights(labels, per_class)
         model.fit(
-            train_dataset(*train, opts.batch_size, opts.seed, opts.augmentation),
-            validation_data=eval_dataset(*val[:2], opts.batch_size) if has_val else None,
+            train_dataset(faces, targets, opts.batch_size, opts.seed, opts.augmentation, weights),
+            validation_data=eval_dataset(val[0], val[3], opts.batch_size) if has_val and val else None,
             epochs=opts.epochs, initial_epoch=initial_epoch,
-            class_weight=class_weights(train[1], len(LABELS)) if opts.class_weights else None,
             callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
         )
     return FitResult(_best_float32(arch, out), state.state["history"], state.state["best_epoch"])

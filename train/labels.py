@@ -19,6 +19,7 @@ ALIASES: dict[str, str] = {
     "surprise": "Surprise", "surprised": "Surprise", "su": "Surprise",
     "fear": DROP, "fearful": DROP, "afraid": DROP, "scared": DROP, "fe": DROP,
     "contempt": DROP, "co": DROP,
+    "unknown": DROP, "nf": DROP,  # FER+ "unknown" and "not a face" votes
 }
 
 # CK+ Emotion/*_emotion.txt codes.

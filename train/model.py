@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import keras
 
@@ -50,11 +51,11 @@ class FlattenAnyBatch(keras.layers.Layer):
     """Flatten as reshape(-1, features): no batch size is baked in, so an int8 model exported
     with batch 1 still runs batches of faces on the edge."""
 
-    def call(self, inputs):  # type: ignore[no-untyped-def]
+    def call(self, inputs: Any) -> Any:
         features = math.prod(int(d) for d in inputs.shape[1:])
         return keras.ops.reshape(inputs, (-1, features))
 
-    def compute_output_shape(self, input_shape):  # type: ignore[no-untyped-def]
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return (input_shape[0], math.prod(int(d) for d in input_shape[1:]))
 
 

@@ -65,35 +65,44 @@ def _as_input(faces: tf.Tensor) -> tf.Tensor:
 
 
 def train_dataset(
-    faces: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
-    aug: Augmentation | None = Augmentation(),
+    faces: np.ndarray, targets: np.ndarray, batch_size: int, seed: int,
+    aug: Augmentation | None = Augmentation(), weights: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """Shuffled every epoch, batched, augmented in parallel, prefetched."""
-    ds = tf.data.Dataset.from_tensor_slices((faces, labels.astype(np.int32)))
+    """Shuffled every epoch, batched, augmented in parallel, prefetched. `targets` is (n, classes)
+    (one-hot or a vote distribution); `weights` optional per-face loss weights."""
+    columns: tuple[np.ndarray, ...] = (faces, targets.astype(np.float32))
+    if weights is not None:
+        columns += (weights.astype(np.float32),)
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     ds = ds.shuffle(len(faces), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
 
-    def prepare(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def prepare(x: tf.Tensor, *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:
         x = _as_input(x)
         if aug is not None:
             x = augment(x, aug)
-        return x, y
+        return (x, *rest)
 
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(faces: np.ndarray, labels: np.ndarray | None, batch_size: int) -> tf.data.Dataset:
-    """In order, no augmentation."""
-    if labels is None:
+def eval_dataset(faces: np.ndarray, targets: np.ndarray | None, batch_size: int) -> tf.data.Dataset:
+    """In order, no augmentation; `targets` (n, classes) floats, or None for prediction only."""
+    if targets is None:
         ds = tf.data.Dataset.from_tensor_slices(faces).batch(batch_size).map(_as_input)
     else:
-        ds = tf.data.Dataset.from_tensor_slices((faces, labels.astype(np.int32))).batch(batch_size)
+        ds = tf.data.Dataset.from_tensor_slices((faces, targets.astype(np.float32))).batch(batch_size)
         ds = ds.map(lambda x, y: (_as_input(x), y))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def class_weights(labels: np.ndarray, classes: int) -> dict[int, float]:
-    """Balanced weights n / (k * count); classes absent from training get weight 0."""
+def class_weights(labels: np.ndarray, classes: int, power: float = 1.0) -> dict[int, float]:
+    """Balanced weights (n / (k * count)) ** power: 1 fully balanced, 0.5 the square root (a rare
+    class counts more without being over-called); classes absent from training get weight 0."""
     counts = np.bincount(labels, minlength=classes)
     present = counts > 0
     total, k = counts.sum(), int(present.sum())
-    return {c: float(total / (k * counts[c])) if present[c] else 0.0 for c in range(classes)}
+    return {c: float(total / (k * counts[c])) ** power if present[c] else 0.0 for c in range(classes)}
+
+
+def sample_weights(labels: np.ndarray, weights: dict[int, float]) -> np.ndarray:
+    return np.array([weights[int(label)] for label in labels], dtype=np.float32)

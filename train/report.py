@@ -19,6 +19,8 @@ from ferlite.edge.spec import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
+SIDE_NAMES = {"val": "validation", "test": "test"}
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int = len(LABELS)) -> np.ndarray:
     """Rows: true label, columns: predicted label."""
@@ -83,6 +85,9 @@ def _plot_curves(history: list[dict[str, float]], key: str, path: Path) -> None:
     if any(f"val_{key}" in h for h in history):
         ax.plot(epochs, [h.get(f"val_{key}", np.nan) for h in history], marker="o",
                 label="validation")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel(key)
     ax.grid(alpha=0.3)
@@ -124,10 +129,10 @@ def write_report(out: Path, metrics: dict[str, Any], history: list[dict[str, flo
         _plot_curves(history, "accuracy", out / "accuracy.png")
         _plot_curves(history, "loss", out / "loss.png")
     images = []
-    primary = metrics.get("primary")
     for side, result in metrics["sides"].items():
-        name = "confusion.png" if side == primary else f"confusion-{side}.png"
-        plot_confusion(np.array(result["confusion"]), f"{side}, all data sets", out / name)
+        name = f"confusion-{side}.png"  # the side is in the name: never a test/val mix-up
+        plot_confusion(np.array(result["confusion"]), f"{SIDE_NAMES.get(side, side)} side, all data sets",
+                       out / name)
         images.append((f"{side}, all data sets", name))
         for dataset, sub in result.get("per_dataset", {}).items():
             if len(result["per_dataset"]) > 1 and sub["n"]:

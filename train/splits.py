@@ -128,7 +128,8 @@ def drop_cross_duplicates(
     for h, side in zip(hashes, sides, strict=True):
         if h is not None:
             top[h] = max(top.get(h, -1), rank[side])
-    keep, removed = [], Counter()
+    keep: list[bool] = []
+    removed: Counter[str] = Counter()
     for h, side in zip(hashes, sides, strict=True):
         duplicate = h is not None and top[h] > rank[side]
         keep.append(not duplicate)

@@ -38,6 +38,7 @@ from ferlite.edge.detector import HaarDetector
 from ferlite.edge.pipeline import Pipeline, PipelineSettings
 from ferlite.edge.preprocess import Box, preprocess_faces
 from ferlite.edge.runner import ModelRunner
+from ferlite.edge.spec import ModelSpec
 from ferlite.edge.tracking import iou
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,9 @@ KINDS = ("single", "multi", "empty", "appear")
 BASELINE = {"scale_factor": 1.1, "min_neighbors": 5, "min_size": 50, "width": 640}
 
 
-def ferlite_settings(config: EdgeConfig, margin: float) -> PipelineSettings:
+def ferlite_settings(config: EdgeConfig, spec: ModelSpec) -> PipelineSettings:
     """The settings fer-edge builds from its config for a camera or video source (its own code)."""
-    return daemon_settings(config, temporal=True, margin=margin)
+    return daemon_settings(config, temporal=True, spec=spec)
 
 
 class Baseline:
@@ -61,7 +62,8 @@ class Baseline:
     def process(self, image: np.ndarray) -> list[Box]:
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         boxes = self.detector.detect(gray)
-        faces = preprocess_faces(gray, boxes, margin=self.runner.spec.margin, size=self.runner.spec.input_size)
+        faces = preprocess_faces(gray, boxes, margin=self.runner.spec.margin, size=self.runner.spec.input_size,
+                                 face_size=self.runner.spec.face_size)
         if len(faces):
             self.runner.classify(faces)
         return boxes
@@ -96,7 +98,7 @@ def run_threads(
     new_face_frames: list[int | None] = []
     for frames in all_scenes:
         detector = HaarDetector(config.scale_factor, config.min_neighbors, config.min_size)
-        pipeline = Pipeline(detector, runner, ferlite_settings(config, runner.spec.margin))
+        pipeline = Pipeline(detector, runner, ferlite_settings(config, runner.spec))
         waiting: tuple[Box, int] | None = None
         for index, frame in enumerate(frames):
             order = ("baseline", "ferlite") if index % 2 == 0 else ("ferlite", "baseline")

@@ -69,7 +69,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     runner = ModelRunner(args.model, threads=args.threads)
     detector = HaarDetector(config.scale_factor, config.min_neighbors, config.min_size)
-    pipeline = Pipeline(detector, runner, daemon_settings(config, temporal=True, margin=runner.spec.margin))
+    pipeline = Pipeline(detector, runner, daemon_settings(config, temporal=True, spec=runner.spec))
     source = ReopeningSource(
         lambda: ReplaySource(images, name="soak", loop=True, fail_every=args.fail_every),
         config.reopen_initial_s, config.reopen_max_s,

@@ -1,0 +1,71 @@
+"""How the training faces are framed, measured with the edge's own detector.
+
+The edge crops a face around a Haar box; the data sets' crops were made by their own aligners
+and hold more forehead and chin. Running the edge's Haar detector over training crops (enlarged,
+so that the face is well above the cascade's window) shows where a Haar box sits inside a
+training crop. The median box width as a fraction of the crop gives the margin the edge must add
+on each side of its Haar box to crop faces the way the model saw them. fer-train records it in
+run.json and fer-convert writes it into the model's spec.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ferlite.edge.contract import DEFAULT_MARGIN
+from ferlite.edge.detector import HaarDetector
+
+log = logging.getLogger(__name__)
+
+ENLARGE = 4  # 48 px crops -> ~190 px: the face is far above Haar's 24 px window
+MIN_FOUND = 20  # fewer Haar hits than this: keep the default margin
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Median Haar box inside the training crops, as fractions of the crop."""
+
+    margin: float  # grow a Haar box by this much of its size on each side to get a training crop
+    box_width: float  # Haar box width / crop width
+    center_x: float  # Haar box centre / crop size (0.5: centred)
+    center_y: float
+    faces: int  # crops searched
+    found: int  # crops where Haar found a face
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def margin_for(box_width: float) -> float:
+    """A box of relative width w, grown by m of its size on each side, spans w * (1 + 2m) = 1."""
+    return round(max(0.0, (1.0 / box_width - 1.0) / 2.0), 3)
+
+
+def measure_framing(faces: np.ndarray, detector: HaarDetector | None = None, limit: int = 600,
+                    seed: int = 0) -> Framing:
+    """Framing of (n, h, w) uint8 face crops, from at most `limit` of them (a seeded sample).
+
+    Returns the default margin (and says so in the log) when Haar finds too few faces.
+    """
+    detector = detector or HaarDetector()
+    rng = np.random.default_rng(seed)
+    picked = faces if len(faces) <= limit else faces[rng.choice(len(faces), limit, replace=False)]
+    boxes = []
+    for face in picked:
+        height, width = face.shape[:2]
+        big = cv2.resize(face, (width * ENLARGE, height * ENLARGE), interpolation=cv2.INTER_CUBIC)
+        found = detector.detect(big, min_size=min(height, width) * ENLARGE // 3)
+        if found:
+            x, y, w, h = max(found, key=lambda b: b[2] * b[3])
+            boxes.append((w / big.shape[1], (x + w / 2) / big.shape[1], (y + h / 2) / big.shape[0]))
+    if len(boxes) < MIN_FOUND:
+        log.warning("framing: Haar found faces in %d of %d crops; keeping the default margin %.2f",
+                    len(boxes), len(picked), DEFAULT_MARGIN)
+        return Framing(DEFAULT_MARGIN, 0.0, 0.5, 0.5, len(picked), len(boxes))
+    width, cx, cy = (float(v) for v in np.median(np.array(boxes), axis=0))
+    return Framing(margin_for(width), round(width, 4), round(cx, 4), round(cy, 4), len(picked), len(boxes))
