@@ -73,10 +73,20 @@ def test_int8_export_agrees_with_keras(trained, faces_dir, tmp_path, capsys):
     assert np.allclose(single, lite[:3], atol=1e-6)
 
 
-def test_below_min_agreement_leaves_no_file(trained, faces_dir, tmp_path, capsys):
+def test_below_min_agreement_leaves_no_file(trained, faces_dir, tmp_path, capsys, monkeypatch):
+    import ferlite.convert.verify as verify_module
+
+    real = verify_module.verify
+
+    def worse(*args, **kwargs):  # the same verification, reported as a 90% agreement
+        import dataclasses
+
+        return dataclasses.replace(real(*args, **kwargs), agreement=0.9)
+
+    monkeypatch.setattr(verify_module, "verify", worse)
     out = tmp_path / "model.tflite"
     code = main([str(trained), "--calibration", str(faces_dir), "--cropped", "--samples", "12",
-                 "--min-agreement", "1.01", "--out", str(out)])
+                 "--min-agreement", "0.95", "--out", str(out)])
     assert code == 1
     err = capsys.readouterr().err
     assert "below --min-agreement" in err and "what helps: train with --label-smoothing" in err

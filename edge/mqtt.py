@@ -1,0 +1,719 @@
+"""fer-mqtt: read fer-edge's socket feed and publish it to an MQTT broker, with Home Assistant discovery.
+
+Three threads, one owner each:
+  feed    reads the socket with `iterate_messages` (reconnecting with backoff) and turns each frame into
+          messages (`Translator`, under a lock) that go into the bounded `Outbox`;
+  broker  owns the paho client: connects (with backoff, never giving up), drains the outbox while
+          connected, and re-sends the retained topics after every reconnect;
+  main    waits for SIGTERM/SIGINT and ticks the translator (a state change held back by
+          `state_interval_s` is published when the interval ends, even if no frame comes).
+
+While the broker is away the outbox keeps at most `buffer_summaries` frame summaries and `buffer_events`
+events, dropping the oldest of each and counting what it dropped; retained topics keep only their latest
+value. Topics and payloads: README.md, section "fer-mqtt".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import ssl
+import sys
+import threading
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from .contract import LABELS
+from .feed import iterate_messages
+from .mqtt_config import (
+    MqttConfig,
+    MqttConfigError,
+    check_files,
+    describe,
+    load_config,
+    read_password,
+)
+
+log = logging.getLogger("ferlite.mqtt")
+
+STALE_TRACK_S = 600.0  # a track not seen for this long (its "end" was never read) is forgotten
+STATS_EVERY_S = 60.0  # the retained bridge topic is refreshed this often (and on every change of link)
+LOOP_TIMEOUT_S = 0.05  # the broker thread's longest wait between draining the outbox
+SHUTDOWN_FLUSH_S = 2.0  # on SIGTERM: time allowed to deliver what is buffered before disconnecting
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("ferlite")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        return "0"
+
+
+def _dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"))
+
+
+# --- topics and Home Assistant discovery ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Topics:
+    base: str
+
+    @property
+    def availability(self) -> str:
+        return f"{self.base}/availability"
+
+    @property
+    def state(self) -> str:
+        return f"{self.base}/state"
+
+    @property
+    def frame(self) -> str:
+        return f"{self.base}/frame"
+
+    @property
+    def event(self) -> str:
+        return f"{self.base}/event"
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.base}/bridge"
+
+
+def discovery_messages(config: MqttConfig) -> dict[str, str]:
+    """Home Assistant discovery: topic -> retained config, for three entities under one device."""
+    topics = Topics(config.base_topic)
+    device_id = config.effective_device_id
+    node = f"ferlite_{device_id}"
+    device = {
+        "identifiers": [node],
+        "name": config.effective_device_name,
+        "manufacturer": "ferlite",
+        "model": "fer-edge facial-expression recognition",
+        "sw_version": _version(),
+    }
+    common = {
+        "state_topic": topics.state,
+        "availability_topic": topics.availability,
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "device": device,
+        "origin": {"name": "ferlite fer-mqtt", "sw_version": _version()},
+    }
+    entities: list[tuple[str, str, dict[str, Any]]] = [
+        ("sensor", "expression", {
+            "name": "Expression",
+            "value_template": "{{ value_json.dominant or 'none' }}",
+            "device_class": "enum",
+            "options": [*LABELS, "none"],
+            "icon": "mdi:emoticon-outline",
+        }),
+        ("sensor", "faces", {
+            "name": "Faces in view",
+            "value_template": "{{ value_json.faces }}",
+            "state_class": "measurement",
+            "unit_of_measurement": "faces",
+            "icon": "mdi:account-multiple",
+        }),
+        ("binary_sensor", "someone", {
+            "name": "Someone in view",
+            "value_template": "{{ 'ON' if value_json.faces > 0 else 'OFF' }}",
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "device_class": "occupancy",
+        }),
+    ]
+    messages = {}
+    for component, object_id, extra in entities:
+        payload = {**extra, "unique_id": f"{node}_{object_id}", **common}
+        messages[f"{config.discovery_prefix}/{component}/{node}/{object_id}/config"] = _dumps(payload)
+    return messages
+
+
+# --- the outbox: bounded, shared by the feed thread (puts) and the broker thread (takes) --------------
+
+
+@dataclass
+class Outgoing:
+    topic: str
+    payload: str
+    retain: bool
+    kind: str  # "retained", "event" or "summary"
+
+
+class Outbox:
+    def __init__(self, max_summaries: int, max_events: int) -> None:
+        self._lock = threading.Lock()
+        self._summaries: deque[Outgoing] = deque()
+        self._events: deque[Outgoing] = deque()
+        self._retained_pending: dict[str, str] = {}
+        self._retained_current: dict[str, str] = {}  # every retained topic's latest value, re-sent on reconnect
+        self.max_summaries = max_summaries
+        self.max_events = max_events
+        self.dropped_summaries = 0
+        self.dropped_events = 0
+        self.on_first_drop: Callable[[str], None] | None = None  # told once per outage and kind
+        self._warned: set[str] = set()
+
+    def put_retained(self, topic: str, payload: str) -> None:
+        with self._lock:
+            self._retained_current[topic] = payload
+            self._retained_pending.pop(topic, None)  # re-insert: the latest change goes last
+            self._retained_pending[topic] = payload
+
+    def put_event(self, topic: str, payload: str) -> None:
+        self._put(self._events, Outgoing(topic, payload, False, "event"), self.max_events)
+
+    def put_summary(self, topic: str, payload: str) -> None:
+        self._put(self._summaries, Outgoing(topic, payload, False, "summary"), self.max_summaries)
+
+    def _put(self, queue: deque[Outgoing], item: Outgoing, bound: int) -> None:
+        warn = False
+        with self._lock:
+            queue.append(item)
+            while len(queue) > bound:
+                queue.popleft()
+                if item.kind == "event":
+                    self.dropped_events += 1
+                else:
+                    self.dropped_summaries += 1
+                if item.kind not in self._warned:
+                    self._warned.add(item.kind)
+                    warn = True
+        if warn and self.on_first_drop is not None:
+            self.on_first_drop(item.kind)
+
+    def resync(self) -> None:
+        """After a (re)connect: send every retained topic again (the broker may have restarted empty)."""
+        with self._lock:
+            self._warned.clear()
+            pending = dict(self._retained_current)
+            pending.update(self._retained_pending)
+            self._retained_pending = pending
+
+    def pop(self) -> Outgoing | None:
+        """The next message to send: retained topics first, then events, then frame summaries."""
+        with self._lock:
+            if self._retained_pending:
+                topic = next(iter(self._retained_pending))
+                return Outgoing(topic, self._retained_pending.pop(topic), True, "retained")
+            if self._events:
+                return self._events.popleft()
+            if self._summaries:
+                return self._summaries.popleft()
+            return None
+
+    def unpop(self, item: Outgoing) -> None:
+        """Put back a message the client could not take (it goes first again)."""
+        with self._lock:
+            if item.kind == "retained":
+                if item.topic not in self._retained_pending:
+                    self._retained_pending = {item.topic: item.payload, **self._retained_pending}
+            elif item.kind == "event":
+                self._events.appendleft(item)
+            else:
+                self._summaries.appendleft(item)
+
+    def empty(self) -> bool:
+        with self._lock:
+            return not self._summaries and not self._events and not self._retained_pending
+
+    def sizes(self) -> tuple[int, int]:
+        with self._lock:
+            return len(self._summaries), len(self._events)
+
+
+# --- frames -> messages --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Track:
+    first_ts: float
+    last_ts: float
+    frames: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    score_sums: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def see(self, ts: float, label: str, score: float) -> None:
+        self.last_ts = max(self.last_ts, ts)
+        self.frames += 1
+        self.counts[label] += 1
+        self.score_sums[label] += score
+
+    def dominant(self) -> str | None:
+        return dominant_label(self.counts, self.score_sums)
+
+
+def dominant_label(counts: Mapping[str, int], score_sums: Mapping[str, float]) -> str | None:
+    """The label seen most often; a tie goes to the higher summed score, then to the name."""
+    if not counts:
+        return None
+    return max(counts, key=lambda label: (counts[label], score_sums.get(label, 0.0), label))
+
+
+def _faces(message: dict[str, Any]) -> list[dict[str, Any]]:
+    faces = message.get("faces", [])
+    if not isinstance(faces, list):
+        raise ValueError("'faces' is not a list")
+    return [f for f in faces if isinstance(f, dict) and isinstance(f.get("label"), str)]
+
+
+def _score(face: dict[str, Any]) -> float:
+    score = face.get("score", 0.0)
+    return float(score) if isinstance(score, (int, float)) else 0.0
+
+
+class Translator:
+    """fer-edge frames in, MQTT messages (into the outbox) out. Not thread-safe: callers hold `lock`."""
+
+    def __init__(self, config: MqttConfig, outbox: Outbox, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.topics = Topics(config.base_topic)
+        self.outbox = outbox
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.tracks: dict[int, _Track] = {}
+        self.frames = 0
+        self.feed_up = False
+        self._summary_due = 0.0
+        self._skipped = 0
+        self._state_key: tuple[Any, ...] | None = None
+        self._state_pending: dict[str, Any] | None = None
+        self._state_sent_at = -float("inf")
+        outbox.put_retained(self.topics.availability, "offline")
+        if config.discovery:
+            for topic, payload in discovery_messages(config).items():
+                outbox.put_retained(topic, payload)
+        self._set_state({"faces": 0, "dominant": None, "labels": {}, "ts": None, "frame": None}, force=True)
+
+    # the feed
+    def feed_connected(self) -> None:
+        self.feed_up = True
+        self.outbox.put_retained(self.topics.availability, "online")
+
+    def feed_lost(self) -> None:
+        """The daemon went away: its tracks end, nobody is in view, the entities become unavailable."""
+        self.feed_up = False
+        ts = time.time()
+        for track_id in sorted(self.tracks):
+            self._end(track_id, ts, None, reason="feed lost")
+        self.tracks.clear()
+        self._set_state({"faces": 0, "dominant": None, "labels": {}, "ts": ts, "frame": None}, force=True)
+        self.outbox.put_retained(self.topics.availability, "offline")
+
+    def handle(self, message: dict[str, Any]) -> None:
+        if not isinstance(message, dict):
+            raise ValueError("a feed message is not a JSON object")
+        now = self.clock()
+        self.frames += 1
+        ts = message.get("ts")
+        ts = float(ts) if isinstance(ts, (int, float)) else time.time()
+        frame = message.get("frame")
+        faces = _faces(message)
+        by_track: dict[int, dict[str, Any]] = {}
+        for face in faces:
+            track_id = face.get("track")
+            if isinstance(track_id, int):
+                by_track[track_id] = face
+                track = self.tracks.setdefault(track_id, _Track(ts, ts))
+                track.see(ts, face["label"], _score(face))
+        for event in message.get("events", []) or []:
+            if not isinstance(event, dict) or not isinstance(event.get("track"), int):
+                continue
+            if event.get("type") == "new":
+                self._new(event["track"], ts, frame, by_track.get(event["track"]))
+            elif event.get("type") == "end":
+                self._end(event["track"], ts, frame)
+        self._forget_stale(ts)
+
+        counts = Counter(face["label"] for face in faces)
+        sums: defaultdict[str, float] = defaultdict(float)
+        for face in faces:
+            sums[face["label"]] += _score(face)
+        state = {"faces": len(faces), "dominant": dominant_label(counts, sums),
+                 "labels": dict(sorted(counts.items())), "ts": ts, "frame": frame}
+        self._set_state(state)
+
+        rate = self.config.summary_rate
+        if rate > 0 and now >= self._summary_due:
+            self._summary_due = max(self._summary_due + 1.0 / rate, now)
+            summary = {
+                "frame": frame, "ts": ts, "count": len(faces), "dominant": state["dominant"],
+                "faces": [{k: face[k] for k in ("track", "label", "score", "box") if k in face} for face in faces],
+                "skipped": self._skipped,
+            }
+            self._skipped = 0
+            self.outbox.put_summary(self.topics.frame, _dumps(summary))
+        else:
+            self._skipped += 1
+
+    def tick(self) -> None:
+        """Publish a state change that was held back by state_interval_s once the interval is over."""
+        if self._state_pending is not None and self.clock() - self._state_sent_at >= self.config.state_interval_s:
+            self._publish_state(self._state_pending)
+
+    # events
+    def _new(self, track_id: int, ts: float, frame: Any, face: dict[str, Any] | None) -> None:
+        self.tracks.setdefault(track_id, _Track(ts, ts))
+        event = {"type": "new", "track": track_id, "ts": ts, "frame": frame,
+                 "label": face["label"] if face else None, "score": round(_score(face), 4) if face else None}
+        self.outbox.put_event(self.topics.event, _dumps(event))
+
+    def _end(self, track_id: int, ts: float, frame: Any, reason: str | None = None) -> None:
+        track = self.tracks.pop(track_id, None)
+        event: dict[str, Any] = {"type": "end", "track": track_id, "ts": ts, "frame": frame}
+        if track is None:
+            event.update(label=None, duration_s=0.0, frames=0, labels={})
+        else:
+            event.update(label=track.dominant(), duration_s=round(track.last_ts - track.first_ts, 3),
+                         frames=track.frames, labels=dict(sorted(track.counts.items())))
+        if reason:
+            event["reason"] = reason
+        self.outbox.put_event(self.topics.event, _dumps(event))
+
+    def _forget_stale(self, ts: float) -> None:
+        for track_id in [t for t, track in self.tracks.items() if ts - track.last_ts > STALE_TRACK_S]:
+            log.debug("track %d not seen for %.0f s and never ended: forgotten", track_id, STALE_TRACK_S)
+            del self.tracks[track_id]
+
+    # the retained state
+    def _set_state(self, state: dict[str, Any], force: bool = False) -> None:
+        key = (state["faces"], state["dominant"], tuple(state["labels"].items()))
+        if key == self._state_key and not force:
+            if self._state_pending is not None:
+                self._state_pending = state  # keep the newest timestamps for the held-back change
+            return
+        self._state_key = key
+        if force or self.clock() - self._state_sent_at >= self.config.state_interval_s:
+            self._publish_state(state)
+        else:
+            self._state_pending = state
+
+    def _publish_state(self, state: dict[str, Any]) -> None:
+        self._state_pending = None
+        self._state_sent_at = self.clock()
+        self.outbox.put_retained(self.topics.state, _dumps(state))
+
+
+# --- the broker connection ----------------------------------------------------------------------------
+
+
+class BrokerLink(threading.Thread):
+    """Owns the paho client: connect with backoff forever, drain the outbox while connected."""
+
+    def __init__(self, config: MqttConfig, outbox: Outbox, stop: threading.Event, feed_up: Callable[[], bool]) -> None:
+        super().__init__(name="fer-mqtt-broker", daemon=True)
+        import paho.mqtt.client as mqtt
+
+        self.mqtt = mqtt
+        self.config = config
+        self.outbox = outbox
+        self.stop = stop
+        self.feed_up = feed_up
+        self.topics = Topics(config.base_topic)
+        self.published = 0
+        self.connects = 0
+        self.refusals = 0
+        self.connected = threading.Event()
+        self._connack_ok = False
+        self._down_since: float | None = time.monotonic()
+        self._dropped_at_down = (0, 0)
+        self._stats_due = 0.0
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=config.effective_client_id,
+                             protocol=mqtt.MQTTv311, clean_session=True)
+        client.on_connect = self._on_connect
+        client.max_inflight_messages_set(20)
+        client.max_queued_messages_set(200)
+        client.will_set(self.topics.availability, "offline", qos=config.qos, retain=True)
+        if config.username is not None:
+            client.username_pw_set(config.username, read_password(config))
+        if config.tls:
+            try:
+                client.tls_set(ca_certs=config.ca_file, certfile=config.cert_file, keyfile=config.key_file,
+                               cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+                raise MqttConfigError(f"tls: cannot use ca_file/cert_file/key_file ({e})") from e
+        self.client = client
+
+    # callbacks (run in this thread, inside client.loop)
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            self.refusals += 1
+            hint = " (check username and password_file)" if "authori" in str(reason).lower() or \
+                "password" in str(reason).lower() else ""
+            log.error("broker %s:%d refused the connection: %s%s; retrying", self.config.host, self.config.port,
+                      reason, hint)
+            return
+        self._connack_ok = True
+        self.connects += 1
+        summaries, events = self.outbox.sizes()
+        dropped = (self.outbox.dropped_summaries - self._dropped_at_down[0],
+                   self.outbox.dropped_events - self._dropped_at_down[1])
+        if self.connects == 1:
+            log.info("connected to broker %s:%d as %s; topics under %s/", self.config.host, self.config.port,
+                     self.config.effective_client_id, self.config.base_topic)
+        else:
+            outage = time.monotonic() - self._down_since if self._down_since is not None else 0.0
+            log.warning("reconnected to broker %s:%d after %.1f s; sending %d buffered events and %d frame "
+                        "summaries; dropped while away: %d frame summaries, %d events (totals %d, %d)",
+                        self.config.host, self.config.port, outage, events, summaries, dropped[0], dropped[1],
+                        self.outbox.dropped_summaries, self.outbox.dropped_events)
+        self._down_since = None
+        self.connected.set()
+        self.outbox.resync()
+        self._put_stats()
+
+    def _put_stats(self) -> None:
+        self._stats_due = time.monotonic() + STATS_EVERY_S
+        stats = {"connects": self.connects, "published": self.published, "feed": "up" if self.feed_up() else "down",
+                 "dropped_summaries": self.outbox.dropped_summaries, "dropped_events": self.outbox.dropped_events,
+                 "ts": round(time.time(), 3)}
+        self.outbox.put_retained(self.topics.bridge, _dumps(stats))
+
+    # the thread
+    def run(self) -> None:
+        delay = self.config.reconnect_initial_s
+        last_error = None
+        attempts = 0
+        while not self.stop.is_set():
+            try:
+                self.client.connect(self.config.host, self.config.port, self.config.keepalive)
+            except (OSError, ValueError) as e:  # refused, unreachable, DNS, TLS (ssl.SSLError), timeout
+                attempts += 1
+                error = str(e) or type(e).__name__
+                level = logging.WARNING if error != last_error else logging.INFO
+                log.log(level, "broker %s:%d unreachable (%s); retrying in %.1f s (attempt %d)",
+                        self.config.host, self.config.port, error, delay, attempts)
+                last_error = error
+                self.stop.wait(delay)
+                delay = min(delay * 2, self.config.reconnect_max_s)
+                continue
+            self._serve()
+            if self._connack_ok:
+                delay = self.config.reconnect_initial_s
+                attempts = 0
+                last_error = None
+                self._connack_ok = False
+                self.connected.clear()
+                self._down_since = time.monotonic()
+                self._dropped_at_down = (self.outbox.dropped_summaries, self.outbox.dropped_events)
+                if not self.stop.is_set():
+                    log.warning("lost the broker %s:%d; buffering (at most %d frame summaries, %d events) and "
+                                "reconnecting in %.1f s", self.config.host, self.config.port,
+                                self.outbox.max_summaries, self.outbox.max_events, delay)
+            if self.stop.is_set():
+                break
+            self.stop.wait(delay)
+            delay = min(delay * 2, self.config.reconnect_max_s)
+        try:
+            self.client.disconnect()
+        except Exception:  # noqa: BLE001 - shutting down anyway
+            pass
+
+    def _serve(self) -> None:
+        """Run the connection until it drops; on stop, say offline and flush briefly, then disconnect."""
+        mqtt = self.mqtt
+        while True:
+            rc = self.client.loop(timeout=LOOP_TIMEOUT_S)
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                if rc != mqtt.MQTT_ERR_CONN_REFUSED and not self._connack_ok:
+                    log.warning("broker %s:%d closed the connection before accepting it (%s)",
+                                self.config.host, self.config.port, mqtt.error_string(rc))
+                return
+            if not self._connack_ok:
+                continue
+            if time.monotonic() >= self._stats_due:
+                self._put_stats()
+            self._drain()
+            if self.stop.is_set():
+                self._say_goodbye()
+                return
+
+    def _drain(self) -> None:
+        while True:
+            item = self.outbox.pop()
+            if item is None:
+                return
+            info = self.client.publish(item.topic, item.payload, qos=self.config.qos, retain=item.retain)
+            if info.rc != self.mqtt.MQTT_ERR_SUCCESS:
+                self.outbox.unpop(item)  # the client's queue is full or the link just dropped: later
+                return
+            self.published += 1
+
+    def _say_goodbye(self) -> None:
+        self.outbox.put_retained(self.topics.availability, "offline")
+        self._put_stats()
+        deadline = time.monotonic() + SHUTDOWN_FLUSH_S
+        while time.monotonic() < deadline:
+            self._drain()
+            if self.outbox.empty() and not self.client.want_write() and self._unacked() == 0:
+                break
+            if self.client.loop(timeout=LOOP_TIMEOUT_S) != self.mqtt.MQTT_ERR_SUCCESS:
+                return
+        self.client.disconnect()
+        self.client.loop(timeout=LOOP_TIMEOUT_S)
+
+    def _unacked(self) -> int:
+        return len(getattr(self.client, "_out_messages", {}))
+
+
+
+# --- the feed ----------------------------------------------------------------------------------------
+
+
+class FeedReader(threading.Thread):
+    """Read fer-edge's socket with `iterate_messages`; reconnect with backoff whenever it goes away."""
+
+    def __init__(self, config: MqttConfig, translator: Translator, stop: threading.Event) -> None:
+        super().__init__(name="fer-mqtt-feed", daemon=True)
+        self.config = config
+        self.translator = translator
+        self.stop = stop
+        self.connections = 0
+        self.bad_messages = 0
+
+    def run(self) -> None:
+        delay = self.config.reconnect_initial_s
+        last_reason = None
+        path = self.config.socket
+        while not self.stop.is_set():
+            up = False
+            try:
+                for message in iterate_messages(path, timeout=self.config.feed_timeout_s):
+                    if self.stop.is_set():
+                        return
+                    with self.translator.lock:
+                        if not up:
+                            up = True
+                            self.connections += 1
+                            delay = self.config.reconnect_initial_s
+                            last_reason = None
+                            log.info("reading the feed %s", path)
+                            self.translator.feed_connected()
+                        self._handle(message)
+                reason = "the daemon closed the feed"
+            except TimeoutError:
+                reason = f"no message for {self.config.feed_timeout_s:g} s"
+            except (FileNotFoundError, ConnectionRefusedError) as e:
+                reason = f"no fer-edge feed there ({e.strerror})"
+            except PermissionError:
+                reason = "permission denied (the reader needs the group 'fer')"
+            except OSError as e:
+                reason = str(e)
+            except ValueError as e:  # a line that is not JSON: the stream is not a ferlite feed, or cut
+                reason = f"unreadable message ({e})"
+            if self.stop.is_set():
+                return
+            if up:
+                with self.translator.lock:
+                    self.translator.feed_lost()
+                log.warning("feed %s lost: %s; reconnecting", path, reason)
+            elif reason != last_reason:
+                log.warning("feed %s: %s; retrying in %.1f s (backing off to %g s)", path, reason, delay,
+                            self.config.reconnect_max_s)
+            last_reason = reason
+            self.stop.wait(delay)
+            delay = min(delay * 2, self.config.reconnect_max_s)
+
+    def _handle(self, message: Any) -> None:
+        try:
+            self.translator.handle(message)
+        except (KeyError, TypeError, ValueError) as e:
+            self.bad_messages += 1
+            if self.bad_messages in (1, 10, 100) or self.bad_messages % 1000 == 0:
+                log.warning("skipped a malformed feed message (%s); %d so far", e, self.bad_messages)
+
+
+# --- the command ---------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fer-mqtt",
+        description="Publish fer-edge's socket feed to an MQTT broker, with Home Assistant discovery. "
+        "Settings come from --config (TOML); flags override only what you type. "
+        "The password is read from password_file, never from the command line.",
+    )
+    p.add_argument("--config", dest="config_file", metavar="FILE", help="TOML settings (see systemd/mqtt.toml)")
+    p.add_argument("--check-config", action="store_true", help="check the settings, print them, exit")
+    p.add_argument("--socket", help="the fer-edge feed socket (default /run/ferlite/feed.sock)")
+    p.add_argument("--host", help="MQTT broker host (default localhost)")
+    p.add_argument("--port", type=int, help="MQTT broker port (default 1883)")
+    p.add_argument("--device-id", help="topic and Home Assistant id of this device (default: host name)")
+    p.add_argument("--prefix", help="topic prefix (default ferlite)")
+    p.add_argument("--summary-rate", type=float, help="frame summaries per second at most (0: none)")
+    p.add_argument("--qos", type=int, help="MQTT QoS 0, 1 or 2 (default 1)")
+    p.add_argument("--log-level", help="DEBUG | INFO | WARNING | ERROR")
+    return p
+
+
+_FLAGS = ("socket", "host", "port", "device_id", "prefix", "summary_rate", "qos", "log_level")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides = {name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None}
+    try:
+        config = load_config(args.config_file, overrides)
+        check_files(config)
+        read_password(config)
+    except MqttConfigError as e:
+        print(f"fer-mqtt: {e}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print(describe(config))
+        return 0
+    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import paho.mqtt.client  # noqa: F401
+    except ImportError:
+        print("fer-mqtt: paho-mqtt is not installed (pip install 'ferlite[mqtt]')", file=sys.stderr)
+        return 2
+    return run(config)
+
+
+def run(config: MqttConfig, stop: threading.Event | None = None) -> int:
+    """Bridge until `stop` is set (by SIGTERM/SIGINT when run from the command line)."""
+    stop = stop if stop is not None else threading.Event()
+    outbox = Outbox(config.buffer_summaries, config.buffer_events)
+    outbox.on_first_drop = lambda kind: log.warning(
+        "broker away or slow: %s buffer full, dropping the oldest (counted; reported on reconnect)",
+        "event" if kind == "event" else "frame summary")
+    translator = Translator(config, outbox)
+    try:
+        link = BrokerLink(config, outbox, stop, lambda: translator.feed_up)
+    except MqttConfigError as e:
+        print(f"fer-mqtt: {e}", file=sys.stderr)
+        return 2
+    reader = FeedReader(config, translator, stop)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: publishing offline and stopping", signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    link.start()
+    reader.start()
+    while not stop.wait(0.1):
+        with translator.lock:
+            translator.tick()
+    link.join(timeout=SHUTDOWN_FLUSH_S + 3)
+    log.info("stopped: %d messages published, %d frames read; dropped %d frame summaries, %d events",
+             link.published, translator.frames, outbox.dropped_summaries, outbox.dropped_events)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
