@@ -11,22 +11,15 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ferlite.edge.errors import AgreementError, UsageError
 
 log = logging.getLogger("ferlite.convert")
 
 EXIT_FAILED_CHECK = 1
 EXIT_BAD_INPUT = 2
-
-
-class InputError(ValueError):
-    """A missing or unusable input file or folder."""
-
-
-class AgreementError(RuntimeError):
-    """The converted model disagrees with the Keras model too often."""
 
 
 DESCRIPTION = """\
@@ -79,11 +72,11 @@ def _load_model(path: Path) -> Any:
     import ferlite.train.model  # noqa: F401  (registers the custom layers)
 
     if not path.is_file():
-        raise InputError(f"{path}: model file not found")
+        raise UsageError(f"{path}: model file not found")
     try:
         return keras.models.load_model(path, compile=False)
     except (OSError, ValueError, TypeError, KeyError) as e:
-        raise InputError(f"{path}: not a loadable Keras model ({e})") from e
+        raise UsageError(f"{path}: not a loadable Keras model ({e})") from e
 
 
 def _run_info(model_path: Path) -> dict[str, Any]:
@@ -91,7 +84,7 @@ def _run_info(model_path: Path) -> dict[str, Any]:
     info: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError, KeyError):
         run = json.loads((model_path.parent / "run.json").read_text())
-        info["run"] = run["options"]
+        info["run"] = _portable_options(run["options"])
         if run.get("framing"):
             info["framing"] = run["framing"]
     with contextlib.suppress(OSError, ValueError, KeyError):
@@ -101,35 +94,25 @@ def _run_info(model_path: Path) -> dict[str, Any]:
     return info
 
 
-def _temp_model_path(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".tflite")
-    os.close(fd)
-    umask = os.umask(0o022)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)  # mkstemp makes 0600; the model must be readable as usual
-    return Path(name)
-
-
 def check_arguments(args: argparse.Namespace) -> None:
     """Every path and number checked before TensorFlow is imported (that alone takes seconds)."""
     if not args.model.is_file():
-        raise InputError(f"{args.model}: model file not found")
+        raise UsageError(f"{args.model}: model file not found")
     if args.quantization == "int8" and args.calibration is None:
-        raise InputError("int8 needs --calibration DIR (real faces)")
+        raise UsageError("int8 needs --calibration DIR (real faces)")
     for flag, folder in (("--calibration", args.calibration), ("--verify", args.verify)):
         if folder is not None and not folder.is_dir():
-            raise InputError(f"{flag} {folder}: not a folder")
+            raise UsageError(f"{flag} {folder}: not a folder")
     if args.out.suffix != ".tflite":
-        raise InputError(f"--out {args.out}: the model file must end in .tflite")
+        raise UsageError(f"--out {args.out}: the model file must end in .tflite")
     if args.out.parent.exists() and not args.out.parent.is_dir():
-        raise InputError(f"--out {args.out}: {args.out.parent} is not a folder")
+        raise UsageError(f"--out {args.out}: {args.out.parent} is not a folder")
     if args.samples < 1:
-        raise InputError(f"--samples {args.samples}: must be at least 1")
+        raise UsageError(f"--samples {args.samples}: must be at least 1")
     if args.verify_samples < 0:
-        raise InputError(f"--verify-samples {args.verify_samples}: must be 0 (all) or more")
+        raise UsageError(f"--verify-samples {args.verify_samples}: must be 0 (all) or more")
     if not 0.0 <= args.min_agreement <= 1.0:
-        raise InputError(f"--min-agreement {args.min_agreement}: must be within 0..1")
+        raise UsageError(f"--min-agreement {args.min_agreement}: must be within 0..1")
 
 
 AGREEMENT_HELP = ("what helps: train with --label-smoothing 0.05-0.1 (smaller logit gaps quantise better), train "
@@ -138,11 +121,11 @@ AGREEMENT_HELP = ("what helps: train with --label-smoothing 0.05-0.1 (smaller lo
 
 
 def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
+    from ferlite.edge.atomic import temp_path_for
     from ferlite.edge.spec import ModelSpec, file_sha256, spec_path_for, write_spec
     from ferlite.train import _tf
-    from ferlite.train.data import DataError
 
-    from .faces import load_face_set
+    from .face_sets import load_face_set
 
     check_arguments(args)
     _tf.tensorflow()
@@ -151,15 +134,12 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
 
     model = _load_model(args.model)
     needs_calibration = args.quantization == "int8"
-    try:
-        calibration = (load_face_set(args.calibration, args.cropped, args.samples, args.seed)
-                       if args.calibration else None)
-        check = (load_face_set(args.verify, args.cropped, args.verify_samples, args.seed)
-                 if args.verify else calibration)
-    except DataError as e:
-        raise InputError(str(e)) from e
+    calibration = (load_face_set(args.calibration, args.cropped, args.samples, args.seed)
+                   if args.calibration else None)
+    check = (load_face_set(args.verify, args.cropped, args.verify_samples, args.seed)
+             if args.verify else calibration)
     if check is None:
-        raise InputError("nothing to verify on: give --verify DIR or --calibration DIR")
+        raise UsageError("nothing to verify on: give --verify DIR or --calibration DIR")
     floor = None
     exported = model
     if needs_calibration and not args.no_logit_floor:
@@ -168,10 +148,11 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
     with _tf.quiet():  # the converter's chatter: shown with --log-level debug
         data = convert(exported, args.quantization,
                        calibration.faces if calibration and needs_calibration else None)
-    tmp = _temp_model_path(args.out)
+    tmp = temp_path_for(args.out)  # verified through the edge runner before it takes the real name
     try:
         tmp.write_bytes(data)
-        source = {"keras": str(args.model), "keras_sha256": file_sha256(args.model),
+        # Provenance without machine paths: the run folder's name and the file, never where they lay.
+        source = {"keras": _portable(args.model), "keras_sha256": file_sha256(args.model),
                   "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   **_run_info(args.model)}
         source.setdefault("framing", _framing_from(calibration if args.cropped else None))
@@ -183,10 +164,10 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
         if result.agreement < args.min_agreement:
             raise AgreementError(f"top-1 agreement {result.agreement:.2%} is below "
                                  f"--min-agreement {args.min_agreement:.2%}; nothing written; {AGREEMENT_HELP}")
-        source |= {"calibration": {"folder": str(args.calibration), "faces":
+        source |= {"calibration": {"folder": _portable(args.calibration), "faces":
                                    len(calibration.faces) if calibration else 0,
                                    "logit_floor": floor},
-                   "verification": {"folder": str(check.source), **result.to_dict()}}
+                   "verification": {"folder": _portable(check.source), **result.to_dict()}}
         os.replace(tmp, args.out)
         write_spec(args.out, dataclasses.replace(spec, source=source))
     finally:
@@ -194,6 +175,26 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
         spec_path_for(tmp).unlink(missing_ok=True)
     print(f"wrote {args.out} and {spec_path_for(args.out)} (framing margin {margin:.3f})")
     return source
+
+
+def _portable_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A run's options with every absolute path cut to its last two parts (`ferplus=.../data/ferplus`)."""
+    def cut(value: Any) -> Any:
+        if isinstance(value, list):
+            return [cut(v) for v in value]
+        if isinstance(value, str) and "/" in value:
+            head, sep, path = value.rpartition("=") if "=" in value else ("", "", value)
+            if path.startswith(("/", "~")):
+                return f"{head}{sep}{_portable(Path(path))}"
+        return value
+
+    return {key: cut(value) for key, value in options.items()}
+
+
+def _portable(path: Path | None) -> str | None:
+    """A path as the last two parts (`runs/NAME/model.keras` -> `NAME/model.keras`): enough to
+    know which run or folder it was, without the machine's layout."""
+    return None if path is None else "/".join(Path(path).resolve().parts[-2:])
 
 
 def _framing_from(crops: Any) -> dict[str, Any]:
@@ -235,18 +236,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fer-convert: error: fer-convert needs the training extra ({missing} is not installed): "
               f"pip install 'ferlite[train]'", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from ferlite.edge.errors import ConversionError
+    from ferlite.edge.errors import FerliteError
     from ferlite.edge.runner import ModelLoadError
     from ferlite.edge.spec import ModelSpecError
 
     try:
         convert_and_verify(args)
-    except (InputError, ConversionError) as e:
-        print(f"fer-convert: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (AgreementError, ModelLoadError, ModelSpecError) as e:
+    except (AgreementError, ModelLoadError, ModelSpecError) as e:  # made, but failed its checks
         print(f"fer-convert: error: {e}", file=sys.stderr)
         return EXIT_FAILED_CHECK
+    except FerliteError as e:  # bad input: nothing was made
+        print(f"fer-convert: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
 
 

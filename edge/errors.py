@@ -13,3 +13,42 @@ class FerliteError(Exception):
 
 class ConversionError(FerliteError):
     """The TFLite converter refused the model."""
+
+
+class InputError(FerliteError, ValueError):
+    """The in-process API was given something it cannot take: an empty array, a dtype other than
+    uint8, a shape that is neither gray (H, W), (H, W, 1) nor colour (H, W, 3 BGR / 4 BGRA), an
+    unreadable image file, or a call on a closed Recognizer. The message says which, and what
+    was expected."""
+
+
+class ConfigError(FerliteError, ValueError):
+    """A setting (TOML file or flag) is unknown, of the wrong type, or out of range."""
+
+
+class UsageError(FerliteError, ValueError):
+    """A command was given a bad combination of options or a missing input file or folder."""
+
+
+class DataError(FerliteError, ValueError):
+    """A data set is missing, empty or not in the layout its kind expects."""
+
+
+class SplitError(FerliteError, ValueError):
+    """A subject list or split setting is unusable."""
+
+
+class ClassMapError(FerliteError, ValueError):
+    """A --class-map entry is malformed or names no known label."""
+
+
+class ResumeError(ConfigError):
+    """--resume was asked for but the run folder has no usable checkpoint."""
+
+
+class InitError(UsageError):
+    """The --init model cannot be loaded or has another architecture."""
+
+
+class AgreementError(FerliteError):
+    """The converted model disagrees with the Keras model too often; nothing was written."""

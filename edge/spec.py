@@ -7,17 +7,32 @@ other model bytes) is refused with a one-line error naming the file.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
+import math
 import os
+import re
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .contract import DEFAULT_MARGIN, INPUT_SIZE, LABELS, PREPROCESS_VERSION
+from .atomic import atomic_write
+from .contract import DEFAULT_MARGIN, FACE_SIZE, INPUT_SIZE, LABELS, PREPROCESS_VERSION
 
 SPEC_FORMAT = 1
+# What each quantization feeds the model: full-integer models take int8 (or uint8) inputs, float16
+# models keep float32 inputs and outputs.
+INPUT_DTYPES: dict[str, tuple[str, ...]] = {
+    "int8": ("int8", "uint8"),
+    "float16": ("float32",),
+    "float32": ("float32",),
+}
+MAX_SPEC_BYTES = 1 << 20
+MAX_INPUT_SIDE = 1024
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ModelSpecError(ValueError):
@@ -29,7 +44,8 @@ class ModelSpec:
     labels: tuple[str, ...] = LABELS
     input_size: tuple[int, int] = INPUT_SIZE
     preprocess_version: int = PREPROCESS_VERSION
-    margin: float = DEFAULT_MARGIN
+    margin: float = DEFAULT_MARGIN  # Haar box growth per side that frames faces as in training
+    face_size: int = FACE_SIZE  # faces shrink to this resolution before input_size (0: never)
     quantization: str = "int8"
     sha256: str = ""
     source: dict[str, Any] = field(default_factory=dict)  # where it came from: run, data, commands
@@ -74,42 +90,34 @@ def _sha256_factory() -> Callable[[], Any]:
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
     digest = _sha256_factory()()
-    with open(path, "rb") as handle:
+    with open(_open_regular(path), "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _open_regular(path: str | os.PathLike[str]) -> int:
+    """A descriptor of `path` opened for reading; OSError unless it is a regular file.
 
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
-    import tempfile  # only writers need it; the daemon never writes
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    O_NONBLOCK: a FIFO put in a file's place would block open() forever.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual mode
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        os.close(fd)
         raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
 
 
 def write_spec(model_path: str | os.PathLike[str], spec: ModelSpec) -> Path:
     """Write the spec beside the model, stamped with the model file's sha256."""
     stamped = ModelSpec(**{**asdict(spec), "sha256": file_sha256(model_path)})
     target = spec_path_for(model_path)
-    atomic_write_bytes(target, stamped.to_json().encode())
+    atomic_write(target, stamped.to_json().encode())
     return target
 
 
@@ -117,11 +125,20 @@ def read_spec(model_path: str | os.PathLike[str]) -> ModelSpec:
     """Read and check a model's spec; raise ModelSpecError with a one-line message if unusable."""
     target = spec_path_for(model_path)
     try:
-        data = json.loads(target.read_text())
+        with open(_open_regular(target), "rb") as handle:
+            raw = handle.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError as e:
         raise ModelSpecError(f"{model_path}: model spec {target} is missing") from e
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except OSError as e:
+        raise ModelSpecError(f"{target}: unreadable model spec ({e.strerror})") from e
+    if len(raw) > MAX_SPEC_BYTES:
+        raise ModelSpecError(f"{target}: unreadable model spec (more than {MAX_SPEC_BYTES} bytes)")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelSpecError(f"{target}: unreadable model spec ({e})") from e
+    except RecursionError as e:
+        raise ModelSpecError(f"{target}: unreadable model spec (nested too deeply)") from e
     if not isinstance(data, dict):
         raise ModelSpecError(f"{target}: model spec must be a JSON object")
     try:
@@ -142,7 +159,43 @@ def check_spec(spec: ModelSpec, model_path: str | os.PathLike[str], where: Path)
             f"{where}: preprocessing version {spec.preprocess_version}, "
             f"this ferlite uses {PREPROCESS_VERSION}"
         )
-    if len(spec.input_size) != 2 or min(spec.input_size) < 8:
-        raise ModelSpecError(f"{where}: bad input_size {list(spec.input_size)}")
-    if spec.sha256 and spec.sha256 != file_sha256(model_path):
+    if len(spec.input_size) != 2 or not all(8 <= side <= MAX_INPUT_SIDE for side in spec.input_size):
+        raise ModelSpecError(f"{where}: bad input_size {_short(list(spec.input_size))}")
+    margin = spec.margin
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (
+        math.isfinite(margin) and 0.0 <= margin <= 1.0
+    ):
+        raise ModelSpecError(f"{where}: margin must be within 0..1, got {_short(margin)}")
+    if isinstance(spec.face_size, bool) or not isinstance(spec.face_size, int) or not (
+        0 <= spec.face_size <= MAX_INPUT_SIDE
+    ):
+        raise ModelSpecError(f"{where}: face_size must be 0 or a size in pixels, got {_short(spec.face_size)}")
+    if spec.quantization not in INPUT_DTYPES:
+        raise ModelSpecError(
+            f"{where}: quantization must be one of {', '.join(INPUT_DTYPES)}, got {_short(spec.quantization)}"
+        )
+    # Without the model's sha256 anything could sit beside the spec: a spec must name its model.
+    if not isinstance(spec.sha256, str) or not _SHA256.fullmatch(spec.sha256):
+        raise ModelSpecError(
+            f"{where}: no valid sha256 of the model bytes (64 hex digits); rewrite the spec with "
+            "ferlite.edge.spec.write_spec"
+        )
+    try:
+        actual = file_sha256(model_path)
+    except OSError as e:
+        raise ModelSpecError(f"{model_path}: cannot read model ({e.strerror})") from e
+    if spec.sha256 != actual:
         raise ModelSpecError(f"{where}: spec was written for other model bytes than {model_path}")
+
+
+def check_model_input(spec: ModelSpec, input_dtype: str, where: str | os.PathLike[str]) -> None:
+    """The model's input tensor type must be what the spec's quantization feeds it."""
+    if input_dtype not in INPUT_DTYPES.get(spec.quantization, ()):
+        raise ModelSpecError(
+            f"{where}: spec says quantization {spec.quantization}, but the model takes {input_dtype} input"
+        )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

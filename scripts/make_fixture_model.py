@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from ferlite.convert.tflite import convert
     from ferlite.convert.verify import verify
-    from ferlite.edge.spec import ModelSpec, atomic_write_bytes, write_spec
+    from ferlite.edge.atomic import atomic_write
+    from ferlite.edge.spec import ModelSpec, write_spec
     from ferlite.train.model import Architecture, build_model
     from ferlite.train.synthetic import make_faces
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if result.agreement < 0.95:
         print(f"fixture agreement too low: {result}", file=sys.stderr)
         return 1
-    atomic_write_bytes(args.out, data)
+    atomic_write(args.out, data)
     write_spec(args.out, ModelSpec(quantization="int8", source=source))
     print(f"wrote {args.out} ({len(data):,} bytes): synthetic accuracy float "
           f"{result.float_accuracy:.2%}, int8 {result.tflite_accuracy:.2%}, agreement "

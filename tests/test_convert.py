@@ -55,7 +55,8 @@ def test_int8_export_agrees_with_keras(trained, faces_dir, tmp_path, capsys):
     assert "top-1 agreement" in printed and "int8 accuracy" in printed
     spec = read_spec(out)  # checks labels, version and sha256
     assert spec.quantization == "int8"
-    assert spec.source["keras"] == str(trained)
+    assert spec.source["keras"] == f"{trained.parent.name}/{trained.name}"  # no machine path
+    assert str(trained.parent.parent) not in out.with_name("model.spec.json").read_text()
     assert spec.source["verification"]["agreement"] >= 0.99
     assert _leftovers(out.parent) == []
     assert out.stat().st_mode & 0o044  # readable by others (mkstemp would give 0600)

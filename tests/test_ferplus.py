@@ -60,10 +60,10 @@ def test_kind_parses_and_a_wrong_layout_is_refused(tmp_path: Path):
 def test_train_on_votes_or_majority(tmp_path: Path, capsys):
     """A real fer-train run on FER+ (fixture layout): vote targets reach the model's loss."""
     from ferlite.train.cli import main
-    from ferlite.train.prepare import SplitOptions, prepare
+    from ferlite.train.prepare import SplitConfig, prepare
 
     root = write_ferplus(tmp_path / "ferplus", per_side=3)
-    prepared = prepare([DataSource.parse(f"ferplus={root}")], MAPPER, SplitOptions(), None)
+    prepared = prepare([DataSource.parse(f"ferplus={root}")], MAPPER, SplitConfig(), None)
     votes = prepared.targets("train", votes=True)
     majority = prepared.targets("train", votes=False)
     labels = prepared.side("train")[1]

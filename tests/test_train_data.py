@@ -17,7 +17,7 @@ from ferlite.train.config import ConfigError, parse_args
 from ferlite.train.data import DataError, DataSource, Sample, read_ckplus, read_ferg, read_folder
 from ferlite.train.faces import FaceDecoder, load_faces
 from ferlite.train.labels import ClassMapError, LabelMapper, parse_class_map
-from ferlite.train.prepare import SplitOptions, prepare
+from ferlite.train.prepare import SplitConfig, prepare
 from ferlite.train.splits import (
     assign_sides,
     drop_cross_duplicates,
@@ -219,7 +219,7 @@ def test_prepare_merges_sets_drops_duplicates_and_writes_manifest(tmp_path):
     (folder / "happiness" / "S099_001_00000001.png").write_bytes(copy.read_bytes())
     ferg = write_ferg(tmp_path / "ferg")
     sources = [DataSource.parse(f"crops:set={folder}"), DataSource.parse(f"ferg={ferg}")]
-    prepared = prepare(sources, MAPPER, SplitOptions(val_fraction=0.3, seed=3), tmp_path / "c")
+    prepared = prepare(sources, MAPPER, SplitConfig(val_fraction=0.3, seed=3), tmp_path / "c")
     used = prepared.rows >= 0
     assert Counter(prepared.statuses)["unreadable"] == 1
     assert subject_leaks([s for s, u in zip(prepared.samples, used, strict=True) if u],
@@ -265,7 +265,7 @@ def test_decoder_matches_edge_preprocessing(tmp_path):
 def test_augmentation_is_one_affine_resampling():
     import tensorflow as tf
 
-    from ferlite.train.pipeline import Augmentation, augment, class_weights
+    from ferlite.train.inputs import Augmentation, augment, class_weights
     from ferlite.train.synthetic import make_faces
 
     faces, _ = make_faces(2)
@@ -283,7 +283,7 @@ def test_augmentation_is_one_affine_resampling():
 
 
 def test_augmentation_strength_scales():
-    from ferlite.train.pipeline import Augmentation
+    from ferlite.train.inputs import Augmentation
 
     assert Augmentation().scaled(0) is None
     half = Augmentation().scaled(0.5)

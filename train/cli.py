@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from ferlite.edge.contract import INPUT_SIZE, LABELS, PREPROCESS_VERSION
+from ferlite.edge.errors import FerliteError, UsageError
 
-from .config import PATH_OPTIONS, ConfigError, default_cache, int_list, parse_args
-from .data import DataError, DataSource
-from .labels import ClassMapError, LabelMapper, parse_class_map
-from .splits import SplitError, read_subject_list
+from .config import PATH_OPTIONS, default_cache, int_list, parse_args
+from .data import DataSource
+from .labels import LabelMapper, parse_class_map
+from .splits import read_subject_list
 
 log = logging.getLogger("ferlite.train")
 
@@ -32,10 +33,6 @@ _SAVED = ("data", "class_map", "faces", "subject_regex", "split", "val_fraction"
           "epochs", "batch_size", "learning_rate", "patience", "no_class_weights", "no_augment",
           "augment", "init", "repeat", "select", "label_smoothing", "class_weight_power",
           "targets", "limit")
-
-
-class UsageError(ValueError):
-    """Bad combination of options."""
 
 
 _FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
@@ -142,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         _setup_logging(args.log_level)
         created = not args.out.exists()
         return run(args)
-    except (ConfigError, UsageError, DataError, ClassMapError, SplitError) as e:
+    except FerliteError as e:
         if created:  # a run that fails on bad input leaves no folder behind
             shutil.rmtree(args.out, ignore_errors=True)
         print(f"fer-train: error: {e}", file=sys.stderr)
@@ -150,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .prepare import SplitOptions, prepare, side_sizes
+    from .prepare import SplitConfig, prepare, side_sizes
     from .splits import write_manifest
 
     sources = build_sources(args)
@@ -159,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--init {args.init}: no such model file")
     mapper = LabelMapper(parse_class_map(args.class_map))
     test_subjects = read_subject_list(args.test_subjects) if args.test_subjects else None
-    split = SplitOptions(args.split, args.val_fraction, args.test_fraction, test_subjects,
+    split = SplitConfig(args.split, args.val_fraction, args.test_fraction, test_subjects,
                          args.seed)
     cache = None if args.no_cache else (args.cache or default_cache())
     args.out.mkdir(parents=True, exist_ok=True)
@@ -182,11 +179,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_test_subjects(path: Path, prepared: Any) -> None:
-    from ferlite.edge.spec import atomic_write_bytes
+    from ferlite.edge.atomic import atomic_write
 
     subjects = sorted({s.subject for s, side in zip(prepared.samples, prepared.sides, strict=True)
                        if side == "test" and s.subject})
-    atomic_write_bytes(path, ("\n".join(subjects) + "\n").encode())
+    atomic_write(path, ("\n".join(subjects) + "\n").encode())
     print(f"test subjects: {len(subjects)} written to {path}")
 
 
@@ -208,7 +205,7 @@ def _measure_framing(prepared: Any, seed: int) -> dict[str, Any]:
 
 
 def _write_run_file(args: argparse.Namespace, prepared: Any, framing: dict[str, Any]) -> None:
-    from ferlite.edge.spec import atomic_write_bytes
+    from ferlite.edge.atomic import atomic_write
 
     info = {
         "options": _options_json(args),
@@ -219,7 +216,7 @@ def _write_run_file(args: argparse.Namespace, prepared: Any, framing: dict[str, 
         "counts": prepared.counts(),
         "framing": framing,
     }
-    atomic_write_bytes(args.out / RUN_FILE, (json.dumps(info, indent=2) + "\n").encode())
+    atomic_write(args.out / RUN_FILE, (json.dumps(info, indent=2) + "\n").encode())
 
 
 def _train_and_report(args: argparse.Namespace, prepared: Any,
@@ -227,9 +224,9 @@ def _train_and_report(args: argparse.Namespace, prepared: Any,
     from . import _tf
 
     _tf.tensorflow()  # before keras: TensorFlow's native start-up lines go to the debug log
-    from .fit import FitOptions, atomic_save_model, fit
+    from .fit import FitConfig, atomic_save_model, fit
+    from .inputs import Augmentation
     from .model import Architecture, build_model
-    from .pipeline import Augmentation
     from .report import compute_metrics, predict_labels, write_report
 
     arch = Architecture.scaled(args.width, int_list(args.filters), int_list(args.dense),
@@ -237,7 +234,7 @@ def _train_and_report(args: argparse.Namespace, prepared: Any,
     params = build_model(arch).count_params()
     print(f"model: hybrid CNN, {params:,} parameters, filters {list(arch.filters)}, "
           f"dense {list(arch.dense)}")
-    opts = FitOptions(
+    opts = FitConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         patience=args.patience, class_weights=not args.no_class_weights, seed=args.seed,
         augmentation=None if args.no_augment else Augmentation().scaled(args.augment),
@@ -258,7 +255,7 @@ def _train_and_report(args: argparse.Namespace, prepared: Any,
             sides[side] = compute_metrics(labels, predict_labels(result.model, faces), datasets)
     history = result.history
     metrics = {
-        "run": str(args.out), "labels": list(LABELS),
+        "run": args.out.name, "labels": list(LABELS),
         "primary": "test" if "test" in sides else ("val" if "val" in sides else None),
         "sides": sides, "counts": prepared.counts(),
         "model": {"params": params, "architecture": arch.to_dict()},

@@ -12,14 +12,12 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from ferlite.edge.errors import ConfigError
+
 from .splits import SPLIT_MODES
 
 SELECT_MODES = ("accuracy", "dataset-mean")
 TARGET_MODES = ("votes", "majority")
-
-
-class ConfigError(ValueError):
-    """The TOML configuration is unreadable or has unknown keys or bad values."""
 
 
 def default_cache() -> Path:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferlite.edge.contract import LABELS
+from ferlite.edge.errors import DataError
 
 from .labels import CKPLUS_CODES, LabelMapper
 
@@ -34,10 +35,6 @@ KINDS = ("ckplus", "ferg", "ferplus", "folder", "crops")
 FERPLUS_FOLDERS = {"FER2013Train": "train", "FER2013Valid": "val", "FER2013Test": "test"}
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
                    "contempt", "unknown", "nf")
-
-
-class DataError(ValueError):
-    """A data set is missing, empty or not in the layout its kind expects."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import uuid
 from collections import Counter
@@ -24,10 +23,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import DEFAULT_MARGIN, INPUT_SIZE, PREPROCESS_VERSION
 from ferlite.edge.detector import HaarDetector
 from ferlite.edge.preprocess import preprocess_face
-from ferlite.edge.spec import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -144,18 +143,10 @@ class FaceCache:
 
     def save(self, entries: dict[str, Any], faces: np.ndarray) -> None:
         """Array first (under a new name), then the index that points at it, then old arrays go."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         array_name = f"{self.key}.{uuid.uuid4().hex[:8]}.npy"
-        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".npy.tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.save(handle, faces)
-            os.replace(tmp, self.folder / array_name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.folder / array_name, lambda tmp: np.save(tmp, faces))
         index = {"identity": self.identity, "array": array_name, "entries": entries}
-        atomic_write_bytes(self.index_path, json.dumps(index).encode())
+        atomic_write(self.index_path, json.dumps(index).encode())
         for old in self.folder.glob(f"{self.key}.*.npy"):
             if old.name != array_name:
                 old.unlink(missing_ok=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,13 +16,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import LABELS
-from ferlite.edge.spec import atomic_write_bytes
+from ferlite.edge.errors import InitError, ResumeError
 
 from . import _tf
-from .config import ConfigError
+from .inputs import Augmentation, class_weights, eval_dataset, sample_weights, train_dataset
 from .model import Architecture, build_model
-from .pipeline import Augmentation, class_weights, eval_dataset, sample_weights, train_dataset
 from .report import compute_metrics, predict_labels
 
 log = logging.getLogger(__name__)
@@ -36,12 +35,8 @@ _CALLBACK_STATE = {"lr_plateau": ("wait", "best", "cooldown_counter"),
                    "early_stopping": ("wait", "best", "best_epoch")}
 
 
-class ResumeError(ConfigError):
-    """--resume was asked for but the run folder has no usable checkpoint."""
-
-
 @dataclass
-class FitOptions:
+class FitConfig:
     epochs: int = 40
     batch_size: int = 62
     learning_rate: float = 1e-3
@@ -60,13 +55,7 @@ class FitOptions:
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: model.save(tmp))
 
 
 def select_strategy() -> tf.distribute.Strategy:
@@ -126,7 +115,7 @@ class RunState(keras.callbacks.Callback):
             name: {a: _plain(getattr(self.others[name], a, None)) for a in attrs}
             for name, attrs in _CALLBACK_STATE.items()
         }
-        atomic_write_bytes(self.out / STATE, json.dumps(self.state, indent=1).encode())
+        atomic_write(self.out / STATE, json.dumps(self.state, indent=1).encode())
 
 
 class ProgressLog(keras.callbacks.Callback):
@@ -226,7 +215,7 @@ class FitResult:
 
 
 def fit(
-    arch: Architecture, opts: FitOptions, out: Path,
+    arch: Architecture, opts: FitConfig, out: Path,
     train: tuple[np.ndarray, np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray, list[str], np.ndarray] | None, resume: bool = False,
 ) -> FitResult:
@@ -285,11 +274,11 @@ def _load_initial_weights(model: keras.Model, path: Path) -> None:
     try:
         source = keras.models.load_model(path, compile=False)
     except (OSError, ValueError) as e:
-        raise ResumeError(f"{path}: cannot load --init model ({e})") from e
+        raise InitError(f"{path}: cannot load --init model ({e})") from e
     try:
         model.set_weights(source.get_weights())
     except ValueError as e:
-        raise ResumeError(f"{path}: --init model has another architecture ({e})") from e
+        raise InitError(f"{path}: --init model has another architecture ({e})") from e
     log.info("starting from the weights of %s", path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ferlite.edge.contract import LABELS
+from ferlite.edge.errors import ClassMapError
 
 DROP = "drop"
 
@@ -27,10 +28,6 @@ CKPLUS_CODES: dict[int, str] = {
     0: "neutral", 1: "anger", 2: "contempt", 3: "disgust",
     4: "fear", 5: "happy", 6: "sadness", 7: "surprise",
 }
-
-
-class ClassMapError(ValueError):
-    """A --class-map entry is malformed or names no known label."""
 
 
 def _canonical_label(value: str) -> str:

@@ -24,7 +24,7 @@ DUPLICATE = "duplicate"
 
 
 @dataclass
-class SplitOptions:
+class SplitConfig:
     mode: str = "subject"
     val_fraction: float = 0.2
     test_fraction: float = 0.0
@@ -88,7 +88,7 @@ def cap_per_class(samples: list[Sample], limit: int | None, seed: int = 0) -> li
 
 
 def prepare(
-    sources: Sequence[DataSource], mapper: LabelMapper, split: SplitOptions,
+    sources: Sequence[DataSource], mapper: LabelMapper, split: SplitConfig,
     cache_dir: Path | None, workers: int | None = None, limit: int | None = None, seed: int = 0,
 ) -> Prepared:
     samples: list[Sample] = []

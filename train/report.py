@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import LABELS
-from ferlite.edge.spec import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def compute_metrics(
 
 
 def predict_labels(model: Any, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    from .pipeline import eval_dataset
+    from .inputs import eval_dataset
 
     probs = model.predict(eval_dataset(faces, None, batch_size), verbose=0)
     return np.argmax(probs, axis=1)
@@ -124,7 +124,7 @@ def write_report(out: Path, metrics: dict[str, Any], history: list[dict[str, flo
     import matplotlib
 
     matplotlib.use("Agg")
-    atomic_write_bytes(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    atomic_write(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     if history:
         _plot_curves(history, "accuracy", out / "accuracy.png")
         _plot_curves(history, "loss", out / "loss.png")
@@ -139,7 +139,7 @@ def write_report(out: Path, metrics: dict[str, Any], history: list[dict[str, flo
                 sub_name = f"confusion-{side}-{_safe(dataset)}.png"
                 plot_confusion(np.array(sub["confusion"]), f"{side}, {dataset}", out / sub_name)
                 images.append((f"{side}, {dataset}", sub_name))
-    atomic_write_bytes(out / "report.md", render_markdown(metrics, images).encode())
+    atomic_write(out / "report.md", render_markdown(metrics, images).encode())
 
 
 def _safe(name: str) -> str:

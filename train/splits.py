@@ -15,8 +15,9 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import LABELS
-from ferlite.edge.spec import atomic_write_bytes
+from ferlite.edge.errors import SplitError
 
 from .data import Sample
 
@@ -24,10 +25,6 @@ log = logging.getLogger(__name__)
 
 SIDES = ("train", "val", "test")
 SPLIT_MODES = ("subject", "random")
-
-
-class SplitError(ValueError):
-    """Bad split options or an unreadable test-subject list."""
 
 
 def read_subject_list(path: Path) -> set[str]:
@@ -160,7 +157,7 @@ def write_manifest(
     for sample, side, status in zip(samples, sides, statuses, strict=True):
         writer.writerow([sample.path, sample.dataset, LABELS[sample.label], sample.subject or "",
                          side, status])
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    atomic_write(path, buffer.getvalue().encode())
 
 
 def read_manifest(path: Path) -> list[dict[str, str]]:
