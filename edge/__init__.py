@@ -1,16 +1,65 @@
-"""ferlite.edge: the contract (labels, preprocessing, model spec) and the edge runtime.
+"""ferlite.edge: the contract (labels, preprocessing, model spec), the edge runtime and the in-process API.
 
 Never imports TensorFlow: it runs on a Raspberry Pi with only numpy, OpenCV and LiteRT.
+
+    from ferlite.edge import recognize
+    for face in recognize(image):           # BGR, gray or a YUV420 Y plane (uint8), or a file path
+        print(face.label, face.score, face.box)
+
+The API names (Recognizer, recognize, draw_result, the result types, InputError) load on first use,
+so that `import ferlite.edge.contract` stays as light as it was.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .contract import DEFAULT_MARGIN, INPUT_SIZE, LABELS, PREPROCESS_VERSION
 from .preprocess import preprocess_face, preprocess_faces
+
+if TYPE_CHECKING:
+    from .annotate import draw_result
+    from .api import Recognizer, recognize
+    from .errors import FerliteError, InputError
+    from .pipeline import FaceResult, FrameResult, TrackEvent, frame_to_json
+
+_LAZY = {
+    "Recognizer": "api",
+    "recognize": "api",
+    "draw_result": "annotate",
+    "FaceResult": "pipeline",
+    "FrameResult": "pipeline",
+    "TrackEvent": "pipeline",
+    "frame_to_json": "pipeline",
+    "FerliteError": "errors",
+    "InputError": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_MARGIN",
     "INPUT_SIZE",
     "LABELS",
     "PREPROCESS_VERSION",
+    "FaceResult",
+    "FerliteError",
+    "FrameResult",
+    "InputError",
+    "Recognizer",
+    "TrackEvent",
+    "draw_result",
+    "frame_to_json",
     "preprocess_face",
     "preprocess_faces",
+    "recognize",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import cv2
@@ -30,13 +30,27 @@ class Classifier(Protocol):
 
 @dataclass(frozen=True)
 class FaceResult:
-    box: Box  # x, y, w, h in the pixels of the frame the user gave
-    label: str  # smoothed over the track's last frames (equal to the raw one for stills)
+    """One face in one frame.
+
+    Attributes:
+        box: (x, y, w, h) of the face, in the pixels of the frame that was given.
+        label: the predicted expression, one of LABELS. For video (Recognizer.process, cameras,
+            video files) it is smoothed over the track's last `smooth_window` frames; for stills
+            it is this frame's own prediction.
+        score: the probability of `label` (smoothed like the label).
+        scores: this frame's raw probability for each of the six LABELS.
+        track: video only: an id that stays the same while the face stays in view; None for stills.
+    """
+
+    box: Box
+    label: str
     score: float
-    scores: dict[str, float]  # this frame's raw probabilities
+    scores: dict[str, float]
     track: int | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The face as the feed carries it (`faces[]` of a feed message): box as a list, scores
+        rounded to 4 places, `track` only when there is one."""
         data: dict[str, Any] = {
             "box": list(self.box),
             "label": self.label,
@@ -49,11 +63,71 @@ class FaceResult:
 
 
 @dataclass(frozen=True)
+class TrackEvent:
+    """A face came into view (`type` "new") or left it ("end"), with its track id."""
+
+    type: str
+    track: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "track": self.track}
+
+
+@dataclass(frozen=True)
 class FrameResult:
-    faces: list[FaceResult]
+    """What one frame gave.
+
+    Attributes:
+        faces: the faces found, at most `max_faces` (tracked faces in track order for video,
+            largest first for stills).
+        timing_ms: time spent on this frame, in ms: "detect", "classify" and "total".
+        size: (width, height) of the frame; boxes are in these pixels.
+        events: video only: faces that appeared or left with this frame.
+    """
+
+    faces: tuple[FaceResult, ...]
     timing_ms: dict[str, float]
     size: tuple[int, int]  # width, height
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: tuple[TrackEvent, ...] = ()
+
+    def to_json(
+        self, *, frame: int | None = None, ts: float | None = None, source: str | None = None,
+        file: str | None = None,
+    ) -> dict[str, Any]:
+        """The feed message for this frame; see frame_to_json()."""
+        return frame_to_json(self, frame=frame, ts=ts, source=source, file=file)
+
+
+def frame_to_json(
+    result: FrameResult, *, frame: int | None = None, ts: float | None = None, source: str | None = None,
+    file: str | None = None,
+) -> dict[str, Any]:
+    """One frame's result as the feed carries it: the one serialisation, used by fer-edge too.
+
+    Args:
+        result: the frame's result.
+        frame: the frame counter; `ts`: Unix time of the result; `source`: the source as given;
+            `file`: the image's file name (image sources). Each is left out of the message when None.
+
+    Returns:
+        A dict in the feed's key order (frame, ts, source, file, size, faces, events, timing_ms),
+        ready for json.dumps; `events` only when there are some.
+    """
+    message: dict[str, Any] = {}
+    if frame is not None:
+        message["frame"] = frame
+    if ts is not None:
+        message["ts"] = ts
+    if source is not None:
+        message["source"] = source
+    if file is not None:
+        message["file"] = file
+    message["size"] = list(result.size)
+    message["faces"] = [face.to_json() for face in result.faces]
+    if result.events:
+        message["events"] = [event.to_json() for event in result.events]
+    message["timing_ms"] = dict(result.timing_ms)
+    return message
 
 
 @dataclass(frozen=True)
@@ -159,7 +233,7 @@ class Pipeline:
         start = time.perf_counter()
         gray = to_gray(image)
         height, width = gray.shape[:2]
-        events: list[dict[str, Any]] = []
+        events: list[TrackEvent] = []
         if self.settings.whole_frame:
             boxes: list[Box] = [(0, 0, width, height)]
             tracks: list[Track] = []
@@ -172,8 +246,8 @@ class Pipeline:
             tracks, appeared, ended = self.tracker.update(small)
             tracks = tracks[: self.settings.max_faces]
             boxes = [scale_box(t.box, self._scale) for t in tracks]
-            events = [{"type": "new", "track": i} for i in appeared]
-            events += [{"type": "end", "track": i} for i in ended]
+            events = [TrackEvent("new", i) for i in appeared]
+            events += [TrackEvent("end", i) for i in ended]
         detected = time.perf_counter()
         faces = preprocess_faces(gray, boxes, margin=self.settings.margin, size=self.input_size,
                                  face_size=self.settings.face_size)
@@ -188,7 +262,7 @@ class Pipeline:
             "classify": round((done - detected) * 1000, 3),
             "total": round((done - start) * 1000, 3),
         }
-        return FrameResult(results, timing, (width, height), events)
+        return FrameResult(tuple(results), timing, (width, height), tuple(events))
 
     def _face_result(self, box: Box, probs: np.ndarray, track: Track | None) -> FaceResult:
         raw = {label: float(p) for label, p in zip(LABELS, probs, strict=True)}

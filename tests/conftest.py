@@ -58,3 +58,26 @@ def place_face(face: np.ndarray, x: int, y: int, size: tuple[int, int] = (640, 4
     w = min(small.shape[1], size[0] - x)
     canvas[y : y + h, x : x + w] = small[:h, :w]
     return canvas
+
+
+def write_face_video(path: Path, face: np.ndarray, frames: int = 12, fps: float = 10.0) -> Path:
+    """An MJPEG .avi, 640x480, of `face` (a photo) moving right: a clip for the video tests."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (640, 480))
+    assert writer.isOpened(), "OpenCV cannot write MJPEG .avi here"
+    for i in range(frames):
+        writer.write(place_face(face, 30 + 6 * i, 20 + 2 * i, scale=0.6))
+    writer.release()
+    return path
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    """Every frame of a video file, as OpenCV decodes it."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(image)
+    capture.release()
+    return frames

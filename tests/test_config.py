@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from ferlite.edge.cli import build_parser, main
@@ -51,9 +49,12 @@ def test_bad_values_rejected_naming_file_and_setting(tmp_path, text, message):
     assert "edge.toml" in str(info.value)
 
 
-def test_config_is_frozen():
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        EdgeConfig().threads = 2  # type: ignore[misc]
+def test_flags_override_only_what_was_typed(tmp_path):
+    """A TOML value stays unless a flag names the same setting; everything else keeps its one default."""
+    path = _write(tmp_path, "min_size = 64\nsmooth_window = 3\n")
+    config = load_config(path, {"smooth_window": 7})
+    assert (config.min_size, config.smooth_window) == (64, 7)
+    assert config.max_faces == EdgeConfig().max_faces
 
 
 def test_cli_bad_config_exits_2_with_one_line(tmp_path, capsys):

@@ -67,6 +67,8 @@ def test_edge_imports_without_tensorflow():
         "import sys; sys.modules['tensorflow'] = None\n"
         "import ferlite.edge, ferlite.edge.cli, ferlite.edge.runner, ferlite.edge.sources\n"
         "import ferlite.edge.feed, ferlite.edge.watch, ferlite.edge.pipeline, ferlite.edge.notify\n"
+        "import ferlite.edge.api, ferlite.edge.annotate, ferlite.edge.preview, ferlite.edge.frames\n"
+        "from ferlite.edge import Recognizer, recognize, draw_result, InputError\n"
         "assert sys.modules['tensorflow'] is None\n"
         "assert not any(m.startswith(('ferlite.train', 'ferlite.convert')) for m in sys.modules)\n"
         "print('ok')\n"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -114,4 +115,7 @@ def test_spec_written_atomically_with_sha(tmp_path):
     assert data["sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert data["labels"] == list(LABELS)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
-    assert oct(target.stat().st_mode & 0o777) != "0o600"
+    # The mode a plain open() gives under the umask (mkstemp alone would leave 0600).
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -32,24 +32,17 @@ from measure import (
     unmatched,
 )
 
-from ferlite.edge.cli import pipeline_settings as daemon_settings
+from ferlite.edge.api import build_pipeline
 from ferlite.edge.config import EdgeConfig
 from ferlite.edge.detector import HaarDetector
-from ferlite.edge.pipeline import Pipeline, PipelineSettings
 from ferlite.edge.preprocess import Box, preprocess_faces
 from ferlite.edge.runner import ModelRunner
-from ferlite.edge.spec import ModelSpec
 from ferlite.edge.tracking import iou
 
 log = logging.getLogger(__name__)
 
 KINDS = ("single", "multi", "empty", "appear")
 BASELINE = {"scale_factor": 1.1, "min_neighbors": 5, "min_size": 50, "width": 640}
-
-
-def ferlite_settings(config: EdgeConfig, spec: ModelSpec) -> PipelineSettings:
-    """The settings fer-edge builds from its config for a camera or video source (its own code)."""
-    return daemon_settings(config, temporal=True, spec=spec)
 
 
 class Baseline:
@@ -98,7 +91,7 @@ def run_threads(
     new_face_frames: list[int | None] = []
     for frames in all_scenes:
         detector = HaarDetector(config.scale_factor, config.min_neighbors, config.min_size)
-        pipeline = Pipeline(detector, runner, ferlite_settings(config, runner.spec))
+        pipeline = build_pipeline(config, runner, detector, temporal=True)  # as fer-edge builds it for a camera
         waiting: tuple[Box, int] | None = None
         for index, frame in enumerate(frames):
             order = ("baseline", "ferlite") if index % 2 == 0 else ("ferlite", "baseline")

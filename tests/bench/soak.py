@@ -48,12 +48,11 @@ def serve(args: argparse.Namespace) -> int:
     """fer-edge's loop with a failing replayed camera; prints a JSON summary on stdout at the end."""
     import cv2
 
-    from ferlite.edge.cli import pipeline_settings as daemon_settings
+    from ferlite.edge.api import build_pipeline
     from ferlite.edge.config import EdgeConfig
     from ferlite.edge.daemon import run_loop
     from ferlite.edge.detector import HaarDetector
     from ferlite.edge.feed import SocketFeed
-    from ferlite.edge.pipeline import Pipeline
     from ferlite.edge.runner import ModelRunner
     from ferlite.edge.sources import ReopeningSource, ReplaySource
 
@@ -69,7 +68,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     runner = ModelRunner(args.model, threads=args.threads)
     detector = HaarDetector(config.scale_factor, config.min_neighbors, config.min_size)
-    pipeline = Pipeline(detector, runner, daemon_settings(config, temporal=True, spec=runner.spec))
+    pipeline = build_pipeline(config, runner, detector, temporal=True)
     source = ReopeningSource(
         lambda: ReplaySource(images, name="soak", loop=True, fail_every=args.fail_every),
         config.reopen_initial_s, config.reopen_max_s,

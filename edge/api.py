@@ -1,0 +1,301 @@
+"""The in-process API: facial expressions from Python, without running the daemon.
+
+    from ferlite.edge import Recognizer, recognize
+
+    faces = recognize(photo)                 # unrelated stills, the shipped model
+    with Recognizer(min_size=64) as rec:     # video: tracks and smoothing, as fer-edge does
+        for frame in frames:
+            result = rec.process(frame)
+
+fer-edge, the benchmarks and the preview build their pipeline here too (`build_pipeline`), so a
+frame gives the same faces, labels and JSON through the API as through the daemon.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .config import ConfigError, EdgeConfig, make_config, resolve_model
+from .contract import LABELS
+from .detector import HaarDetector
+from .errors import InputError
+from .frames import check_frame
+from .pipeline import FaceResult, FrameResult, Pipeline, PipelineSettings
+from .runner import ModelLoadError, ModelRunner
+from .sources import UnusableImage, read_image, utf8_name
+from .spec import ModelSpec, check_model_input, spec_path_for
+
+log = logging.getLogger("ferlite.edge")
+
+PathLike = str | os.PathLike[str]
+
+
+def pipeline_settings(config: EdgeConfig, temporal: bool, spec: ModelSpec) -> PipelineSettings:
+    """The frame pipeline's settings: detection and tracking from the config, framing from the
+    model's spec (the config's `margin` overrides it, with a log line).
+
+    Args:
+        config: the settings (EdgeConfig).
+        temporal: True for frames that follow each other (camera, video): track and smooth.
+            False for unrelated stills: every frame searched in full, no tracks.
+        spec: the model's spec (margin and face size of its training crops).
+
+    Returns:
+        The PipelineSettings fer-edge and the Recognizer run with.
+    """
+    margin = spec.margin
+    if config.margin is not None and config.margin != spec.margin:
+        log.info("margin %.3f from the config overrides the model's %.3f", config.margin, spec.margin)
+        margin = config.margin
+    return PipelineSettings(
+        whole_frame=config.whole_frame,
+        temporal=temporal,
+        detect_width=config.detect_width,
+        min_size=config.min_size,
+        full_detect_every=config.full_detect_every,
+        track_margin=config.track_margin,
+        smooth_window=config.smooth_window,
+        max_faces=config.max_faces,
+        margin=margin,
+        face_size=spec.face_size,
+        flip=config.flip,
+    )
+
+
+def build_pipeline(
+    config: EdgeConfig, runner: ModelRunner, detector: HaarDetector | None, *, temporal: bool
+) -> Pipeline:
+    """The frame pipeline fer-edge runs, from its config and loaded parts.
+
+    Args:
+        config: the settings.
+        runner: the loaded model (its spec gives the framing and the input size).
+        detector: the Haar detector; None only with `config.whole_frame`.
+        temporal: see pipeline_settings().
+
+    Returns:
+        A Pipeline; `process(image)` gives one FrameResult per frame.
+    """
+    return Pipeline(
+        detector, runner, pipeline_settings(config, temporal, runner.spec), input_size=runner.spec.input_size
+    )
+
+
+def load_parts(config: EdgeConfig) -> tuple[ModelRunner, HaarDetector | None]:
+    """Load the model named by the config (the shipped one by default) and the Haar detector.
+
+    Raises:
+        ModelLoadError: the model file is missing, not a loadable TFLite model, or its name is not UTF-8.
+        ModelSpecError: its spec is missing, broken or does not match it.
+        DetectorError: the Haar cascade cannot be found or loaded.
+    """
+    model_path = resolve_model(config)
+    if not utf8_name(model_path):
+        raise ModelLoadError(f"{os.fspath(model_path)!a}: the model's file name is not valid UTF-8; rename it")
+    runner = ModelRunner(model_path, threads=config.threads)
+    check_model_input(runner.spec, runner.input_dtype.name, spec_path_for(model_path))
+    detector = None
+    if not config.whole_frame:
+        detector = HaarDetector(config.scale_factor, config.min_neighbors, config.min_size)
+    return runner, detector
+
+
+def make_settings(config: EdgeConfig | None = None, model: PathLike | None = None, **settings: Any) -> EdgeConfig:
+    """An EdgeConfig from a base config (default: EdgeConfig()), keyword settings and a model path.
+
+    Raises:
+        ConfigError: an unknown setting, a wrong type or a value out of range.
+    """
+    base = config if config is not None else EdgeConfig()
+    if settings:
+        make_config(settings, where="Recognizer")  # unknown keys, types and ranges, with the config's messages
+        try:
+            base = dataclasses.replace(base, **settings)
+        except ConfigError as e:
+            raise ConfigError(f"Recognizer: {e}") from e
+    if model is not None:
+        base = dataclasses.replace(base, model=os.fspath(model))
+    return base
+
+
+class Recognizer:
+    """Facial expressions in frames and photos, in this process.
+
+    Holds one model interpreter and one Haar detector; building it costs a few hundred ms, so
+    build it once and reuse it. Not thread-safe: use one per thread (or a lock).
+
+    Frames are numpy arrays as OpenCV and picamera2 give them: BGR (H, W, 3), BGRA (H, W, 4),
+    gray (H, W) or the Y plane of a YUV420 frame (picamera2's lores array `yuv[:height]`),
+    dtype uint8. Boxes come back in the pixels of the frame given.
+
+    Example:
+        with Recognizer() as rec:
+            for frame in frames:            # a video: faces keep their track id
+                for face in rec.process(frame).faces:
+                    print(face.track, face.label, face.score)
+    """
+
+    def __init__(self, model: PathLike | None = None, *, config: EdgeConfig | None = None, **settings: Any) -> None:
+        """Load the model and the detector.
+
+        Args:
+            model: an int8 .tflite with its <name>.spec.json beside it. Default: `config.model`,
+                else the model shipped inside the package.
+            config: the settings, as fer-edge reads them from its TOML file (EdgeConfig).
+                Only the detection, tracking, framing and `threads` settings matter here.
+            **settings: EdgeConfig settings by name, overriding `config`
+                (e.g. min_size=64, smooth_window=1, flip=True, threads=1).
+                `threads` also sets OpenCV's thread count, which is process-wide.
+
+        Raises:
+            ConfigError: an unknown setting, a wrong type or a value out of range.
+            ModelLoadError: the model file is missing or not a loadable TFLite model.
+            ModelSpecError: the model's spec is missing, broken or does not match the model.
+            DetectorError: OpenCV's Haar cascade cannot be found.
+        """
+        self.config: EdgeConfig = make_settings(config, model, **settings)
+        if self.config.threads is not None:
+            cv2.setNumThreads(self.config.threads)
+        runner, detector = load_parts(self.config)
+        self.model_path: Path = runner.path
+        self.spec: ModelSpec = runner.spec
+        self._runner: ModelRunner | None = runner
+        self._video: Pipeline | None = build_pipeline(self.config, runner, detector, temporal=True)
+        self._stills: Pipeline | None = build_pipeline(self.config, runner, detector, temporal=False)
+        self._detector = detector
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The six labels, in the order of the model's outputs."""
+        return tuple(LABELS)
+
+    @property
+    def closed(self) -> bool:
+        return self._runner is None
+
+    def process(self, frame: np.ndarray) -> FrameResult:
+        """One video frame: detect or track faces, classify them, smooth each face's label.
+
+        Frames given one after another are taken as a video (as fer-edge takes a camera): each
+        face keeps a `track` id while it stays, its label and score are averaged over its last
+        `smooth_window` frames, and `events` say when a face appears or leaves. Call reset()
+        before frames from another video.
+
+        Args:
+            frame: BGR, BGRA, gray or a YUV420 Y plane, uint8.
+
+        Returns:
+            The FrameResult: faces, timings, frame size, events. `result.to_json()` is the
+            message fer-edge's feed carries for it (less frame, ts and source).
+
+        Raises:
+            InputError: the frame is None, empty, not uint8 or of another shape; or the
+                Recognizer is closed.
+        """
+        pipeline = self._pipeline(self._video)
+        return pipeline.process(check_frame(frame))
+
+    def recognize(self, image: np.ndarray | PathLike) -> list[FaceResult]:
+        """The faces of one photo, unrelated to any other: a full search, no tracks, no smoothing.
+
+        Args:
+            image: BGR, BGRA, gray or a YUV420 Y plane (uint8), or the path of an image file
+                (JPEG, PNG, BMP, PNM, TIFF, WebP).
+
+        Returns:
+            The faces found, largest first (at most `max_faces`), `track` None.
+
+        Raises:
+            InputError: the image is None, empty, not uint8, of another shape, or a file that
+                cannot be read as an image; or the Recognizer is closed.
+        """
+        pipeline = self._pipeline(self._stills)
+        if isinstance(image, (str, os.PathLike)):
+            image = _read(image)
+        return list(pipeline.process(check_frame(image, "image")).faces)
+
+    def reset(self) -> None:
+        """Forget the tracked faces: the next process() frame starts a new video.
+
+        Raises:
+            InputError: the Recognizer is closed.
+        """
+        self._pipeline(self._video)
+        assert self._runner is not None
+        self._video = build_pipeline(self.config, self._runner, self._detector, temporal=True)
+
+    def close(self) -> None:
+        """Release the model; later calls raise InputError. Closing twice is harmless."""
+        self._runner = self._video = self._stills = None
+        self._detector = None
+
+    def _pipeline(self, pipeline: Pipeline | None) -> Pipeline:
+        if pipeline is None:
+            raise InputError("this Recognizer is closed; make a new one")
+        return pipeline
+
+    def __enter__(self) -> Recognizer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"Recognizer(model={os.fspath(self.model_path)!r}, {state})"
+
+
+def _read(path: PathLike) -> np.ndarray:
+    try:
+        return read_image(Path(path))
+    except UnusableImage as e:
+        raise InputError(f"{os.fspath(path)}: {e}") from e
+
+
+_default: Recognizer | None = None
+_default_lock = threading.Lock()
+
+
+def recognize(image: np.ndarray | PathLike) -> list[FaceResult]:
+    """The faces of one photo with the model shipped in the package and the default settings.
+
+    The model is loaded on the first call and kept; calls from several threads take turns.
+    For other settings or a model of your own, use a Recognizer.
+
+    Args:
+        image: BGR, BGRA, gray or a YUV420 Y plane (uint8), or the path of an image file.
+
+    Returns:
+        The faces found, largest first: box (x, y, w, h), label, score, scores.
+
+    Raises:
+        InputError: the image is None, empty, not uint8, of another shape, or an unreadable file.
+    """
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Recognizer()
+        return _default.recognize(image)
+
+
+__all__ = [
+    "FaceResult",
+    "FrameResult",
+    "InputError",
+    "Recognizer",
+    "build_pipeline",
+    "load_parts",
+    "pipeline_settings",
+    "recognize",
+]

@@ -1,0 +1,133 @@
+"""Annotated output: draw_result, and fer-edge --annotate writing a video or image files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from conftest import place_face, write_face_video
+
+from ferlite.edge import InputError, draw_result
+from ferlite.edge.annotate import COLOURS
+from ferlite.edge.contract import LABELS
+from ferlite.edge.pipeline import FaceResult, FrameResult
+
+EDGE = [sys.executable, "-m", "ferlite.edge.cli"]
+TIMEOUT = 120
+
+
+def _result(box=(50, 60, 80, 80), label="Happy", track: int | None = 3) -> FrameResult:
+    face = FaceResult(box, label, 0.93, dict.fromkeys(LABELS, 0.1), track)
+    return FrameResult(faces=(face,), timing_ms={}, size=(320, 240))
+
+
+def _near(pixel, colour, tolerance=40) -> bool:
+    return bool(np.abs(np.asarray(pixel, int) - np.asarray(colour, int)).max() <= tolerance)
+
+
+def test_draw_result_draws_a_box_and_caption_in_the_labels_colour():
+    frame = np.full((240, 320, 3), 100, np.uint8)
+    before = frame.copy()
+    out = draw_result(frame, _result())
+    np.testing.assert_array_equal(frame, before)  # a copy by default
+    x, y, w, h = 50, 60, 80, 80
+    for px, py in ((x, y + h // 2), (x + w - 1, y + h // 2), (x + w // 2, y), (x + w // 2, y + h - 1)):
+        assert _near(out[py, px], COLOURS["Happy"], 5), (px, py, out[py, px])
+    assert (out[y + 10 : y + h - 10, x + 10 : x + w - 10] == 100).all()  # the face itself is left alone
+    caption = out[max(0, y - 25) : y, x : x + w]
+    assert (np.abs(caption.astype(int) - COLOURS["Happy"]).max(axis=2) <= 5).sum() > 100  # the label's box
+    assert (caption.max(axis=2) < 60).sum() > 20  # its black text
+    assert not (out != frame).any(axis=2)[:, 200:].any()  # nothing far from the face
+
+
+def test_draw_result_takes_gray_and_draws_in_place_on_request():
+    gray = np.full((240, 320), 100, np.uint8)
+    out = draw_result(gray, _result(track=None))
+    assert out.shape == (240, 320, 3) and out.dtype == np.uint8
+    assert _near(out[100, 50], COLOURS["Happy"], 5)
+    bgr = np.full((240, 320, 3), 100, np.uint8)
+    assert draw_result(bgr, _result(), copy=False) is bgr
+    assert _near(bgr[100, 50], COLOURS["Happy"], 5)
+    with pytest.raises(InputError, match="dtype float64"):
+        draw_result(np.zeros((10, 10)), _result())
+
+
+def _run(args):
+    return subprocess.run(EDGE + args, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+
+
+def test_fer_edge_annotate_writes_a_video_of_the_video(tmp_path, tiny_model, astronaut):
+    clip = write_face_video(tmp_path / "clip.avi", astronaut, frames=12, fps=10.0)
+    target = tmp_path / "out" / "annotated.mp4"
+    target.parent.mkdir()
+    out = _run(["--source", str(clip), "--model", str(tiny_model), "--threads", "1", "--annotate", str(target)])
+    assert out.returncode == 0, out.stderr
+    messages = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(messages) == 12  # the feed is unchanged
+    capture = cv2.VideoCapture(str(target))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0, abs=0.1)  # the clip's own rate
+    frames = []
+    while (read := capture.read())[0]:
+        frames.append(read[1])
+    capture.release()
+    assert len(frames) == 12
+    for image, message in zip(frames, messages, strict=True):
+        assert image.shape == (480, 640, 3)
+        face = message["faces"][0]
+        x, y, w, h = face["box"]
+        assert _near(image[y + h // 2, x], COLOURS[face["label"]], 60), (face, image[y + h // 2, x])
+
+
+def test_fer_edge_annotate_writes_one_image_per_photo(tmp_path, tiny_model, astronaut):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(photos / f"p{i}.png"), place_face(astronaut, 40 + 100 * i, 30, scale=0.6))
+    target = tmp_path / "annotated"  # made by fer-edge
+    out = _run(["--source", str(photos), "--model", str(tiny_model), "--threads", "1", "--annotate", str(target)])
+    assert out.returncode == 0, out.stderr
+    messages = {m["file"]: m for m in map(json.loads, out.stdout.splitlines())}
+    assert sorted(p.name for p in target.iterdir()) == ["p0.png", "p1.png", "p2.png"]
+    for name, message in messages.items():
+        image = cv2.imread(str(target / name))
+        face = message["faces"][0]
+        assert "track" not in face
+        x, y, w, h = face["box"]
+        assert _near(image[y + h // 2, x], COLOURS[face["label"]], 5)
+        original = cv2.imread(str(photos / name))
+        assert (image != original).any(axis=2).sum() < 0.1 * image.shape[0] * image.shape[1]  # only the marks
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "says"),
+    [
+        ("video", "out.txt", "needs a video file"),
+        ("video", "missing/out.mp4", "no such folder"),
+        ("photos", "photos", "the source folder itself"),
+    ],
+)
+def test_fer_edge_annotate_refuses_a_path_it_cannot_use(tmp_path, tiny_model, astronaut, source, target, says):
+    write_face_video(tmp_path / "video.avi", astronaut, frames=2)
+    (tmp_path / "photos").mkdir()
+    cv2.imwrite(str(tmp_path / "photos" / "p.png"), astronaut)
+    src = tmp_path / ("video.avi" if source == "video" else "photos")
+    out = _run(["--source", str(src), "--model", str(tiny_model), "--annotate", str(tmp_path / target)])
+    assert out.returncode == 2, out.stderr
+    assert says in out.stderr and out.stderr.count("\n") <= 3
+    assert out.stdout == ""
+
+
+def test_annotation_off_costs_nothing_not_even_an_import(tiny_model):
+    code = (
+        "import sys\n"
+        "from ferlite.edge.cli import main\n"
+        f"rc = main(['--source', 'demo', '--max-frames', '2', '--model', {str(tiny_model)!r}, '--threads', '1',"
+        " '--no-stdout', '--log-level', 'WARNING'] + sys.argv[1:])\n"
+        "print(rc, 'ferlite.edge.annotate' in sys.modules)\n"
+    )
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert off.stdout.split() == ["0", "False"], off.stderr
