@@ -62,70 +62,80 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", type=Path, help="TOML file; its keys mirror these flags")
     g = p.add_argument_group("data")
-    g.add_argument("--data", action="append", metavar="KIND[:NAME]=PATH",
+    _add(g, "--data", action="append", metavar="KIND[:NAME]=PATH",
                    help="a data set (repeatable)")
-    g.add_argument("--class-map", action="append", metavar="SOURCE=LABEL",
+    _add(g, "--class-map", action="append", metavar="SOURCE=LABEL",
                    help="map a class name to a label or 'drop' (repeatable)")
-    g.add_argument("--faces", action="append", metavar="NAME=whole|detect",
+    _add(g, "--faces", action="append", metavar="NAME=whole|detect",
                    help="override how a set's faces are found (repeatable)")
-    g.add_argument("--subject-regex", action="append", metavar="NAME=REGEX",
+    _add(g, "--subject-regex", action="append", metavar="NAME=REGEX",
                    help="subject ID from file names of a folder/crops set; group 1 (repeatable)")
-    g.add_argument("--cache", type=Path, help=f"face cache folder (default {default_cache()})")
-    g.add_argument("--no-cache", action="store_true", help="decode every image, cache nothing")
-    g.add_argument("--workers", type=int, help="decoding threads (default: all CPUs)")
-    g.add_argument("--limit", type=int, metavar="N",
+    _add(g, "--cache", type=Path, help=f"face cache folder (default {default_cache()})")
+    _add(g, "--no-cache", action="store_true", help="decode every image, cache nothing")
+    _add(g, "--workers", type=int, help="decoding threads (default: all CPUs)")
+    _add(g, "--limit", type=int, metavar="N",
                    help="at most N images per class of each data set and side (a quick smoke run)")
     s = p.add_argument_group("split")
-    s.add_argument("--split", choices=SPLIT_MODES, help="subject-independent (default) or random")
-    s.add_argument("--val-fraction", type=float, help="validation share of unsplit data (0.2)")
-    s.add_argument("--test-fraction", type=float, help="test share of unsplit data (0.0)")
-    s.add_argument("--test-subjects", type=Path, metavar="FILE",
+    _add(s, "--split", choices=SPLIT_MODES, help="subject-independent (default) or random")
+    _add(s, "--val-fraction", type=float, help="validation share of unsplit data")
+    _add(s, "--test-fraction", type=float, help="test share of unsplit data")
+    _add(s, "--test-subjects", type=Path, metavar="FILE",
                    help="subjects (one per line, e.g. S005) always on the test side")
-    s.add_argument("--write-test-subjects", type=Path, metavar="FILE",
+    _add(s, "--write-test-subjects", type=Path, metavar="FILE",
                    help="write the test side's subjects to FILE (with --test-fraction)")
-    s.add_argument("--seed", type=int, help="split, shuffle and init seed (0)")
+    _add(s, "--seed", type=int, help="split, shuffle and init seed")
     m = p.add_argument_group("model")
-    m.add_argument("--width", type=float, help="multiplier of the default filters and units (1.0)")
-    m.add_argument("--filters", help="five conv filter counts, e.g. 32,64,128,128,256")
-    m.add_argument("--dense", help="two hidden dense sizes, e.g. 256,128")
-    m.add_argument("--dropout", type=float, help="dropout after each hidden dense layer (0.4)")
+    _add(m, "--width", type=float, help="multiplier of the default filters and units")
+    _add(m, "--filters", help="five conv filter counts, e.g. 32,64,128,128,256")
+    _add(m, "--dense", help="two hidden dense sizes, e.g. 256,128")
+    _add(m, "--dropout", type=float, help="dropout after each hidden dense layer")
     t = p.add_argument_group("training")
-    t.add_argument("--out", type=Path, help="run folder (required)")
-    t.add_argument("--epochs", type=int, help="epochs (40)")
-    t.add_argument("--batch-size", type=int, help="batch size (62)")
-    t.add_argument("--learning-rate", type=float, help="Adam learning rate (0.001)")
-    t.add_argument("--patience", type=int, help="early stopping patience in epochs (10)")
-    t.add_argument("--no-class-weights", action="store_true", help="no balanced class weights")
-    t.add_argument("--class-weight-power", type=float, metavar="P",
-                   help="class weights = balanced ** P (1.0 balanced; 0.5 square root)")
-    t.add_argument("--targets", choices=TARGET_MODES,
+    _add(t, "--out", type=Path, help="run folder (required)")
+    _add(t, "--epochs", type=int, help="epochs")
+    _add(t, "--batch-size", type=int, help="batch size")
+    _add(t, "--learning-rate", type=float, help="Adam learning rate")
+    _add(t, "--patience", type=int, help="early stopping patience in epochs")
+    _add(t, "--no-class-weights", action="store_true", help="no balanced class weights")
+    _add(t, "--class-weight-power", type=float, metavar="P",
+                   help="class weights = balanced ** P (1 balanced; 0.5 square root)")
+    _add(t, "--targets", choices=TARGET_MODES,
                    help="FER+ faces: train on the vote distribution (votes, default) or on "
                         "the majority label (one-hot)")
-    t.add_argument("--no-augment", action="store_true", help="no data augmentation")
-    t.add_argument("--augment", type=float, metavar="FACTOR",
-                   help="scale the augmentation ranges (1.0: shift/shear/zoom 10%%, rotation 10 deg)")
-    t.add_argument("--label-smoothing", type=float, metavar="EPS",
-                   help="label smoothing (0.0); keeps logits small, which int8 resolves better")
-    t.add_argument("--init", type=Path, metavar="MODEL",
+    _add(t, "--no-augment", action="store_true", help="no data augmentation")
+    _add(t, "--augment", type=float, metavar="FACTOR",
+                   help="scale the augmentation ranges (1: shift/shear/zoom 10%%, rotation 10 deg)")
+    _add(t, "--label-smoothing", type=float, metavar="EPS",
+                   help="label smoothing; keeps logits small, which int8 resolves better")
+    _add(t, "--init", type=Path, metavar="MODEL",
                    help="start from this .keras model's weights (fine-tuning; same architecture)")
-    t.add_argument("--repeat", action="append", metavar="NAME[/LABEL]=K",
+    _add(t, "--repeat", action="append", metavar="NAME[/LABEL]=K",
                    help="show a data set's training faces (of one label) K times per epoch "
                         "(repeatable; NAME/LABEL wins over NAME)")
-    t.add_argument("--select", choices=SELECT_MODES,
+    _add(t, "--select", choices=SELECT_MODES,
                    help="validation measure for the best checkpoint and early stopping: "
                         "overall accuracy (default) or the mean of the per-data-set accuracies")
-    t.add_argument("--overwrite", action="store_true",
+    _add(t, "--overwrite", action="store_true",
                    help="replace the run already in --out (default: refuse)")
-    t.add_argument("--progress-every", type=float, metavar="S",
-                   help="a progress log line every S seconds inside an epoch (60)")
-    t.add_argument("--log-level", help="DEBUG | INFO (default) | WARNING")
-    t.add_argument("--resume", action="store_true",
+    _add(t, "--progress-every", type=float, metavar="S",
+                   help="a progress log line every S seconds inside an epoch")
+    _add(t, "--log-level", help="DEBUG | INFO (default) | WARNING")
+    _add(t, "--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (its saved options)")
-    t.add_argument("--dry-run", action="store_true",
+    _add(t, "--dry-run", action="store_true",
                    help="read, decode and split the data, write the manifest, do not train")
     return p
 
 
+def _add(group: Any, *flags: str, **kwargs: Any) -> None:
+    """add_argument, with the default (from DEFAULTS, the one place it is written) in the help."""
+    dest = flags[0].lstrip("-").replace("-", "_")
+    default = DEFAULTS.get(dest)
+    if kwargs.get("help") and default is not None and not isinstance(default, list):
+        kwargs["help"] += f" (default {default})"
+    group.add_argument(*flags, **kwargs)
+
+
+# Every fer-train default, once: the help texts, the TOML merge and FitConfig read them from here.
 DEFAULTS: dict[str, Any] = {
     "data": [], "class_map": [], "faces": [], "subject_regex": [], "split": "subject",
     "val_fraction": 0.2, "test_fraction": 0.0, "seed": 0, "width": 1.0, "dropout": 0.4,
@@ -145,7 +155,7 @@ def load_toml(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
         raise ConfigError(f"{path}: unreadable config ({e})") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: bad TOML ({e})") from e
-    known = {a.dest for a in parser._actions} - _NOT_IN_TOML
+    known = set(vars(parser.parse_args([]))) - _NOT_IN_TOML
     values = {key.replace("-", "_"): value for key, value in raw.items()}
     unknown = sorted(k for k in values if k not in known)
     if unknown:

@@ -21,6 +21,7 @@ from ferlite.edge.contract import LABELS
 from ferlite.edge.errors import InitError, ResumeError
 
 from . import _tf
+from .config import DEFAULTS
 from .inputs import Augmentation, class_weights, eval_dataset, sample_weights, train_dataset
 from .model import Architecture, build_model
 from .report import compute_metrics, predict_labels
@@ -37,21 +38,21 @@ _CALLBACK_STATE = {"lr_plateau": ("wait", "best", "cooldown_counter"),
 
 @dataclass
 class FitConfig:
-    epochs: int = 40
-    batch_size: int = 62
-    learning_rate: float = 1e-3
-    patience: int = 10  # early stopping, epochs without a better validation accuracy
+    epochs: int = DEFAULTS["epochs"]
+    batch_size: int = DEFAULTS["batch_size"]
+    learning_rate: float = DEFAULTS["learning_rate"]
+    patience: int = DEFAULTS["patience"]  # early stopping, epochs without a better validation accuracy
     lr_patience: int = 4
     lr_factor: float = 0.5
     min_lr: float = 1e-5
     class_weights: bool = True
-    seed: int = 0
+    seed: int = DEFAULTS["seed"]
     augmentation: Augmentation | None = field(default_factory=Augmentation)
     init: Path | None = None  # start from this model's weights instead of random ones
-    select: str = "accuracy"  # or "dataset-mean": mean of the per-data-set val accuracies
-    label_smoothing: float = 0.0
-    class_weight_power: float = 1.0  # 1: fully balanced, 0.5: square root of the balanced weights
-    progress_every_s: float = 60.0  # a progress log line this often inside an epoch
+    select: str = DEFAULTS["select"]  # or "dataset-mean": mean of the per-data-set val accuracies
+    label_smoothing: float = DEFAULTS["label_smoothing"]
+    class_weight_power: float = DEFAULTS["class_weight_power"]  # 1: balanced, 0.5: square root of it
+    progress_every_s: float = DEFAULTS["progress_every"]  # a progress log line this often in an epoch
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
