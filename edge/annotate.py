@@ -14,7 +14,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import FerliteError
+from .errors import (
+    AnnotateError,
+    )
 from .frames import check_frame
 from .pipeline import FrameResult
 from .sources import IMAGE_SUFFIXES, Frame
@@ -34,10 +36,6 @@ _OTHER = (0, 255, 0)
 # Video containers and the codec written into each (all in OpenCV's bundled FFmpeg).
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 DEFAULT_FPS = 30.0
-
-
-class AnnotateError(FerliteError):
-    """The annotated output cannot be written where it was asked for."""
 
 
 def caption(label: str, score: float, track: int | None = None) -> str:

@@ -29,7 +29,7 @@ from .contract import LABELS
 from .detector import HaarDetector
 from .errors import InputError
 from .frames import check_frame
-from .pipeline import FaceResult, FrameResult, Pipeline, PipelineSettings
+from .pipeline import FaceResult, FrameResult, Pipeline, PipelineConfig
 from .runner import ModelLoadError, ModelRunner
 from .sources import UnusableImage, read_image, utf8_name
 from .spec import ModelSpec, check_model_input, spec_path_for
@@ -39,7 +39,7 @@ log = logging.getLogger("ferlite.edge")
 PathLike = str | os.PathLike[str]
 
 
-def pipeline_settings(config: EdgeConfig, temporal: bool, spec: ModelSpec) -> PipelineSettings:
+def pipeline_settings(config: EdgeConfig, temporal: bool, spec: ModelSpec) -> PipelineConfig:
     """The frame pipeline's settings: detection and tracking from the config, framing from the
     model's spec (the config's `margin` overrides it, with a log line).
 
@@ -50,13 +50,13 @@ def pipeline_settings(config: EdgeConfig, temporal: bool, spec: ModelSpec) -> Pi
         spec: the model's spec (margin and face size of its training crops).
 
     Returns:
-        The PipelineSettings fer-edge and the Recognizer run with.
+        The PipelineConfig fer-edge and the Recognizer run with.
     """
     margin = spec.margin
     if config.margin is not None and config.margin != spec.margin:
         log.info("margin %.3f from the config overrides the model's %.3f", config.margin, spec.margin)
         margin = config.margin
-    return PipelineSettings(
+    return PipelineConfig(
         whole_frame=config.whole_frame,
         temporal=temporal,
         detect_width=config.detect_width,

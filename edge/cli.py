@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -14,24 +15,22 @@ from typing import Any
 
 import cv2
 
-from .config import ConfigError, EdgeConfig, describe, load_config, resolve_model
-from .daemon import Sink, StopFeed, run_loop
+from .api import build_pipeline
+from .api import pipeline_settings as pipeline_settings  # moved to .api; kept for old callers
+from .config import EdgeConfig, describe, load_config, resolve_model
+from .daemon import OutputError, ReopenOnRequest, Sink, StdoutSink, run_loop
 from .detector import DetectorError, HaarDetector
+from .errors import FerliteError, StartupError
 from .feed import FeedError, SocketFeed
 from .notify import SystemdNotifier
-from .pipeline import Pipeline, PipelineSettings
 from .runner import ModelLoadError, ModelRunner
-from .sources import ImageFilesSource, SourceError, open_source
-from .spec import ModelSpecError
+from .sources import FrameSource, ImageFilesSource, SourceError, open_source, utf8_name
+from .spec import ModelSpecError, check_model_input, spec_path_for
 
 log = logging.getLogger("ferlite.edge")
 
 EXIT_OK = 0
 EXIT_BAD_START = 2
-
-
-class StartupError(Exception):
-    """Anything that stops the daemon from starting: one line for stderr, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps-limit", type=float, help="pace image/video sources to this frame rate")
     p.add_argument("--detect-width", type=int, help="detect on frames scaled to this width (0: full size)")
     p.add_argument("--max-faces", type=int, help="most faces classified per frame")
+    p.add_argument("--annotate", metavar="PATH",
+                   help="also write annotated frames: a video file (camera/video) or a folder of images (stills)")
     p.add_argument("--log-level", help="DEBUG | INFO | WARNING | ERROR")
     return p
 
@@ -66,30 +67,60 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def _stdout_sink(line: bytes) -> None:
-    try:
-        sys.stdout.buffer.write(line)
-        sys.stdout.buffer.flush()
-    except BrokenPipeError as e:
-        raise StopFeed from e
+class Signals:
+    """What the signal handlers asked for. Handlers only set flags; the frame loop acts on them.
 
+    SIGTERM, SIGINT: stop (exit 0, socket removed). SIGHUP: reopen the source. SIGUSR1: log a
+    status line.
+    """
 
-class _StopFlag:
     def __init__(self) -> None:
-        self.set = False
+        self.stop = False
+        self.reopen = False
+        self.status = False
 
     def __call__(self) -> bool:
-        return self.set
+        return self.stop
+
+    def interrupted(self) -> bool:
+        """For sources that wait: return to the loop to stop, or to be reopened."""
+        return self.stop or self.reopen
+
+    def reopen_pending(self) -> bool:
+        return self.reopen and not self.stop
+
+    def take_reopen(self) -> bool:
+        asked, self.reopen = self.reopen, False
+        return asked
+
+    def take_status(self) -> bool:
+        asked, self.status = self.status, False
+        return asked
 
     def handle(self, signum: int, _frame: object) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        self.set = True
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.stop = True
+        elif signum == signal.SIGHUP:
+            self.reopen = True
+        elif signum == signal.SIGUSR1:
+            self.status = True
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            signal.signal(signum, self.handle)
+
+
+# Kept for callers of the old name.
+_StopFlag = Signals
 
 
 def _load_parts(config: EdgeConfig) -> tuple[ModelRunner, HaarDetector | None]:
     model_path = resolve_model(config)
+    if not utf8_name(model_path):
+        raise StartupError(f"{os.fspath(model_path)!a}: the model's file name is not valid UTF-8; rename it")
     try:
         runner = ModelRunner(model_path, threads=config.threads)
+        check_model_input(runner.spec, runner.input_dtype.name, spec_path_for(model_path))
     except (ModelLoadError, ModelSpecError) as e:
         raise StartupError(str(e)) from e
     try:
@@ -101,38 +132,36 @@ def _load_parts(config: EdgeConfig) -> tuple[ModelRunner, HaarDetector | None]:
     return runner, detector
 
 
-def pipeline_settings(config: EdgeConfig, temporal: bool, margin: float) -> PipelineSettings:
-    return PipelineSettings(
-        whole_frame=config.whole_frame,
-        temporal=temporal,
-        detect_width=config.detect_width,
-        min_size=config.min_size,
-        full_detect_every=config.full_detect_every,
-        track_margin=config.track_margin,
-        smooth_window=config.smooth_window,
-        max_faces=config.max_faces,
-        margin=margin,
+def _open(config: EdgeConfig, signals: Signals, notifier: SystemdNotifier) -> FrameSource:
+    return open_source(
+        config.source,
+        loop=config.loop,
+        size=(config.frame_width, config.frame_height),
+        reopen=(config.reopen_initial_s, config.reopen_max_s),
+        should_stop=signals.interrupted,
+        on_wait=notifier.watchdog,
+        max_pixels=config.max_image_pixels,
     )
 
 
-def serve(config: EdgeConfig, stop: _StopFlag) -> int:
+def serve(config: EdgeConfig, stop: Signals) -> int:
     # OpenCV reads 0 as "no threading" and a negative number as "its default (all cores)".
     cv2.setNumThreads(config.threads or -1)
     notifier = SystemdNotifier.from_env()
     runner, detector = _load_parts(config)
     with ExitStack() as stack:
         try:
-            source = stack.enter_context(open_source(
-                config.source,
-                loop=config.loop,
-                size=(config.frame_width, config.frame_height),
-                reopen=(config.reopen_initial_s, config.reopen_max_s),
-                should_stop=stop,
-                on_wait=notifier.watchdog,
-            ))
+            source = stack.enter_context(
+                ReopenOnRequest(lambda: _open(config, stop, notifier), stop.take_reopen, stop.reopen_pending)
+            )
         except SourceError as e:
             raise StartupError(str(e)) from e
-        sinks: list[Sink] = [_stdout_sink] if config.stdout else []
+        sinks: list[Sink] = []
+        stdout: StdoutSink | None = None
+        if config.stdout:
+            stdout = stack.enter_context(StdoutSink(budget=config.socket_buffer))
+            sinks.append(stdout)
+        feed: SocketFeed | None = None
         if config.socket:
             try:
                 feed = stack.enter_context(
@@ -142,8 +171,25 @@ def serve(config: EdgeConfig, stop: _StopFlag) -> int:
                 raise StartupError(str(e)) from e
             sinks.append(feed.publish)
         # Stills from a folder are unrelated photos: no tracking or smoothing across them.
-        temporal = not isinstance(source, ImageFilesSource)
-        pipeline = Pipeline(detector, runner, pipeline_settings(config, temporal, runner.spec.margin))
+        temporal = not isinstance(source.source, ImageFilesSource)
+        pipeline = build_pipeline(config, runner, detector, temporal=temporal)
+        on_result: Any = None  # --annotate: imported and called only when asked for
+        if config.annotate:
+            from .annotate import AnnotateError, annotator_for
+
+            try:
+                on_result = stack.enter_context(annotator_for(config, source.source, temporal))
+            except AnnotateError as e:
+                raise StartupError(str(e)) from e
+
+        def extra() -> str:
+            text = ""
+            if feed is not None:
+                text += f", {feed.reader_count} readers, {feed.dropped} dropped"
+            if stdout is not None and stdout.dropped:
+                text += f", {stdout.dropped} stdout lines dropped"
+            return text
+
         try:
             stats = run_loop(
                 source, pipeline, sinks,
@@ -152,11 +198,38 @@ def serve(config: EdgeConfig, stop: _StopFlag) -> int:
                 notifier=notifier,
                 status_every_s=config.status_every_s,
                 fps_limit=config.fps_limit,
+                status_requested=stop.take_status,
+                status_extra=extra,
+                on_result=on_result,
             )
         finally:
             notifier.stopping()
+    if stdout is not None:
+        stdout.check()  # a write error met after the last frame (the queue drains on close)
     log.info("%d frames, %d faces, %.1f fps", stats.frames, stats.faces, stats.fps)
+    if stats.ended == "source" and stats.frames == 0:
+        skipped = getattr(source.source, "skipped", 0)
+        detail = f" ({skipped} unusable image(s) skipped)" if skipped else ""
+        raise StartupError(f"{source.name}: no readable frame{detail}")
     return EXIT_OK
+
+
+def _stdout_state(config: EdgeConfig) -> None:
+    """Before anything opens a file: with fd 1 closed, the next file opened would become stdout."""
+    try:
+        os.fstat(1)
+    except OSError as e:
+        if config.stdout:
+            raise OutputError("stdout is closed; give --no-stdout (or stdout = false) to run without it") from e
+        null = os.open(os.devnull, os.O_WRONLY)
+        if null != 1:
+            os.dup2(null, 1)
+            os.close(null)
+
+
+def _fail(message: str) -> int:
+    print(f"fer-edge: {message}", file=sys.stderr)
+    return EXIT_BAD_START
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -167,36 +240,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        config = load_config(getattr(args, "config_file", None), _overrides(args))
-    except ConfigError as e:
-        print(f"fer-edge: {e}", file=sys.stderr)
-        return EXIT_BAD_START
-    logging.getLogger().setLevel(config.log_level)
-    if getattr(args, "check_config", False):
-        return _check_config(config)
-    stop = _StopFlag()
-    signal.signal(signal.SIGTERM, stop.handle)
-    signal.signal(signal.SIGINT, stop.handle)
     started = time.monotonic()
-    try:
-        code = serve(config, stop)
-    except StartupError as e:
-        print(f"fer-edge: {e}", file=sys.stderr)
-        return EXIT_BAD_START
+    try:  # every refusal is a FerliteError: one line on stderr, exit 2
+        config = load_config(getattr(args, "config_file", None), _overrides(args))
+        logging.getLogger().setLevel(config.log_level.upper())
+        if getattr(args, "check_config", False):
+            return _check_config(config)
+        signals = Signals()
+        signals.install()
+        _stdout_state(config)
+        code = serve(config, signals)
+    except FerliteError as e:
+        return _fail(str(e))
     log.debug("ran %.1f s", time.monotonic() - started)
     return code
 
 
-def _check_config(config: EdgeConfig) -> int:
+def _emit(text: str) -> None:
+    """Print text to stdout now; OutputError if it cannot be written."""
+    out = sys.stdout
+    if out is None:
+        raise OutputError("stdout is closed")
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")  # a file name need not be UTF-8
     try:
-        runner, _ = _load_parts(config)
-    except StartupError as e:
-        print(f"fer-edge: {e}", file=sys.stderr)
-        return EXIT_BAD_START
-    print(describe(config))
-    print(f"# model: {Path(runner.path)} ({runner.backend}, {runner.input_dtype.name} input)")
-    print("# config OK")
+        out.write(safe + "\n")
+        out.flush()
+    except (OSError, ValueError) as e:
+        _discard_stdout()
+        raise OutputError(f"stdout: cannot write ({getattr(e, 'strerror', None) or e})") from e
+
+
+def _discard_stdout() -> None:
+    """Point fd 1 at /dev/null, so that the interpreter's flush at exit does not fail again."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    except OSError:
+        pass
+
+
+def _check_config(config: EdgeConfig) -> int:
+    """Load the model and detector, print the effective config; FerliteError if either fails."""
+    runner, _ = _load_parts(config)
+    _emit(describe(config))
+    _emit(f"# model: {Path(runner.path)} ({runner.backend}, {runner.input_dtype.name} input)")
+    _emit("# config OK (model and detector loaded; the source is not opened by --check-config)")
     return EXIT_OK
 
 

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .detector import DEFAULT_MIN_NEIGHBORS, DEFAULT_MIN_SIZE, DEFAULT_SCALE_FACTOR
+from .errors import ConfigError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
-
-from .contract import DEFAULT_MARGIN
-
-
-class ConfigError(ValueError):
-    """A setting is unknown, of the wrong type, or out of range."""
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,9 @@ class EdgeConfig:
     frame_width: int = 640  # camera sources only
     frame_height: int = 480
     fps_limit: float | None = None  # image/video sources: pace to this rate (None: as fast as possible)
-    scale_factor: float = 1.1
-    min_neighbors: int = 5
-    min_size: int = 48  # pixels of the frame the user gave (Haar sees 24 px at best on the detect frame)
+    scale_factor: float = DEFAULT_SCALE_FACTOR
+    min_neighbors: int = DEFAULT_MIN_NEIGHBORS
+    min_size: int = DEFAULT_MIN_SIZE  # pixels of the frame the user gave (Haar sees 24 px at best on the detect frame)
     # Detect on the frame scaled to this width (0: as given). Shrinking pays only when min_size >= ~96:
     # below twice the cascade's 24 px window OpenCV steps 2 px at a time, and small faces are lost.
     detect_width: int = 0
@@ -48,42 +48,106 @@ class EdgeConfig:
     track_margin: float = 0.5  # ROI around a known face, as a fraction of its size
     smooth_window: int = 5  # frames of scores averaged for a face's label
     max_faces: int = 8
-    margin: float = DEFAULT_MARGIN
+    # None: the model spec's framing (measured on its training faces). A number overrides it.
+    margin: float | None = None
+    # Test-time flip: average each face with its mirror image. +0.85 points on FER+ validation with the shipped
+    # model, but one more inference per face: off by default to keep the speed bar (docs/model.md).
+    flip: bool = False
     reopen_initial_s: float = 0.5  # first wait before reopening a failed camera
     reopen_max_s: float = 10.0
     status_every_s: float = 5.0
+    # Image sources: a file whose header says it holds more pixels than this is skipped unread.
+    max_image_pixels: int = 40_000_000
+    # Also write annotated frames here: a video file (cameras, videos) or a folder of images (stills).
+    annotate: str | None = None
 
     def __post_init__(self) -> None:
         _check_ranges(self)
 
 
-_POSITIVE_INTS = ("socket_buffer", "frame_width", "frame_height", "min_neighbors",
-                  "full_detect_every", "smooth_window", "max_faces", "min_size")
+# Inclusive ranges. Past them a setting is a typo or a hostile value that would crash or stall
+# the daemon later (OpenCV takes C ints, a deque or sleep takes the value as given).
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "threads": (1, 256),
+    "max_frames": (1, 2**62),
+    "socket_buffer": (1024, 1 << 30),
+    "frame_width": (16, 16384),
+    "frame_height": (16, 16384),
+    "min_neighbors": (1, 100),
+    "min_size": (1, 16384),
+    "detect_width": (0, 16384),
+    "full_detect_every": (1, 10_000),
+    "smooth_window": (1, 1000),
+    "max_faces": (1, 256),
+    "max_image_pixels": (64, 1 << 30),
+}
+_FLOAT_RANGES: dict[str, tuple[float, float]] = {
+    "scale_factor": (1.0, 3.0),  # above 1.0: a factor of 1.0 never leaves the first scale
+    "track_margin": (0.0, 4.0),
+    "margin": (0.0, 1.0),
+    "fps_limit": (0.01, 1000.0),
+    "reopen_initial_s": (0.001, 3600.0),
+    "reopen_max_s": (0.001, 3600.0),
+    "status_every_s": (0.1, 86400.0),
+}
+_NON_EMPTY = ("source", "model", "socket", "annotate")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Owner read/write required; group read/write allowed; nothing for others, no execute or special bits.
+SOCKET_MODE_REQUIRED = 0o600
+SOCKET_MODE_ALLOWED = 0o660
+_MAX_LISTED = 10  # unknown keys named in an error; the rest are counted
+_MAX_SHOWN = 60  # characters of a bad value shown in an error
+
+
+def short(value: Any) -> str:
+    """repr() of a value, cut to a length that fits one error line."""
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
 def _check_ranges(config: EdgeConfig) -> None:
-    for name in _POSITIVE_INTS:
-        if getattr(config, name) < 1:
-            raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
-    if config.threads is not None and config.threads < 1:
-        raise ConfigError(f"threads must be at least 1, got {config.threads}")
-    if config.max_frames is not None and config.max_frames < 1:
-        raise ConfigError(f"max_frames must be at least 1, got {config.max_frames}")
-    if config.scale_factor <= 1.0:
-        raise ConfigError(f"scale_factor must be above 1.0, got {config.scale_factor}")
-    if config.detect_width < 0:
-        raise ConfigError(f"detect_width must be 0 (off) or a width, got {config.detect_width}")
-    if not 0.0 <= config.margin <= 1.0:
-        raise ConfigError(f"margin must be within 0..1, got {config.margin}")
-    if config.track_margin < 0:
-        raise ConfigError(f"track_margin must not be negative, got {config.track_margin}")
+    for name, (low, high) in _INT_RANGES.items():
+        value = getattr(config, name)
+        if value is not None and value < low:
+            raise ConfigError(f"{name} must be at least {low}, got {short(value)}")
+        if value is not None and value > high:
+            raise ConfigError(f"{name} must be at most {high}, got {short(value)}")
+    for name, (flow, fhigh) in _FLOAT_RANGES.items():
+        number = getattr(config, name)
+        if number is None:
+            continue
+        too_low = number <= flow if name == "scale_factor" else number < flow
+        if not math.isfinite(number) or too_low or number > fhigh:
+            bound = f"above {flow} and at most {fhigh}" if name == "scale_factor" else f"within {flow}..{fhigh}"
+            raise ConfigError(f"{name} must be {bound} (a finite number), got {short(number)}")
+    for name in _NON_EMPTY:
+        value = getattr(config, name)
+        if value is not None and not value.strip():
+            raise ConfigError(f"{name} must not be empty (leave it out for the default)")
     if config.log_level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
-    if config.reopen_initial_s <= 0 or config.reopen_max_s < config.reopen_initial_s:
-        raise ConfigError("reopen_initial_s must be > 0 and <= reopen_max_s")
-    if config.fps_limit is not None and config.fps_limit <= 0:
-        raise ConfigError(f"fps_limit must be positive, got {config.fps_limit}")
+    if config.reopen_max_s < config.reopen_initial_s:
+        raise ConfigError("reopen_initial_s must be <= reopen_max_s")
+    mode = config.socket_mode
+    if mode & ~SOCKET_MODE_ALLOWED or mode & SOCKET_MODE_REQUIRED != SOCKET_MODE_REQUIRED:
+        raise ConfigError(
+            f"socket_mode must be within 600..660 octal (owner rw, group at most rw, nothing for "
+            f"others), got {mode:o}"
+        )
+
+
+_OCTAL = re.compile(r"(?:0o?)?([0-7]{3,4})")
+
+
+def parse_socket_mode(value: Any) -> int:
+    """A TOML socket_mode: an octal string such as "660". A TOML integer is refused: 660 would be
+    read as decimal (mode 1224)."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ConfigError(f'socket_mode must be an octal string such as "660", got {short(value)}')
+    match = _OCTAL.fullmatch(value.strip())
+    if match is None:
+        raise ConfigError(f'socket_mode must be an octal string such as "660", got {short(value)}')
+    return int(match.group(1), 8)
 
 
 def _coerce(name: str, value: Any, annotation: str) -> Any:
@@ -98,11 +162,15 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif base == "float":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        if ok:
+            try:
+                value = float(value)
+            except OverflowError as e:  # a TOML integer of hundreds of digits
+                raise ConfigError(f"{name} must be a finite number, got {short(value)}") from e
     else:
         ok = isinstance(value, str)
     if not ok:
-        raise ConfigError(f"{name} must be {base}, got {value!r}")
+        raise ConfigError(f"{name} must be {base}, got {short(value)}")
     return value
 
 
@@ -111,10 +179,15 @@ def make_config(values: Mapping[str, Any], where: str = "config") -> EdgeConfig:
     by_name = {f.name: f for f in fields(EdgeConfig)}
     unknown = sorted(set(values) - set(by_name))
     if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
-    checked = {}
+        listed = ", ".join(short(name).strip("'\"") for name in unknown[:_MAX_LISTED])
+        more = f" and {len(unknown) - _MAX_LISTED} more" if len(unknown) > _MAX_LISTED else ""
+        raise ConfigError(f"{where}: unknown setting(s) {listed}{more}")
+    checked: dict[str, Any] = {}
     for name, value in values.items():
         try:
+            if name == "socket_mode":
+                checked[name] = parse_socket_mode(value)
+                continue
             checked[name] = _coerce(name, value, str(by_name[name].type))
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from e
@@ -128,20 +201,43 @@ def load_config(path: str | os.PathLike[str] | None, overrides: Mapping[str, Any
     """TOML file (if any) first, then only the settings the user gave on the command line."""
     values: dict[str, Any] = {}
     if path is not None:
-        try:
-            with open(path, "rb") as handle:
-                values = tomllib.load(handle)
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read config ({e.strerror})") from e
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML ({e})") from e
-        if isinstance(values.get("socket_mode"), str):
-            values["socket_mode"] = int(values["socket_mode"], 8)
+        values = _read_toml(path)
     config = make_config(values, where=str(path) if path else "config")
     try:
         return dataclasses.replace(config, **overrides)
     except ConfigError as e:
         raise ConfigError(f"command line: {e}") from e
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; anything near this is not one
+
+
+def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        # O_NONBLOCK: a FIFO without a writer would block open() forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror})") from e
+    with open(fd, "rb") as handle:
+        try:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ConfigError(f"{path}: config must be a regular file")
+            if info.st_size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{path}: config is {info.st_size} bytes, more than {MAX_CONFIG_BYTES}")
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config ({e.strerror})") from e
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start})") from e
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from e
+    except RecursionError as e:
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply)") from e
 
 
 def describe(config: EdgeConfig) -> str:

@@ -8,17 +8,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import DetectorError
 from .preprocess import Box, to_gray
 
 log = logging.getLogger(__name__)
 
 CASCADE_NAME = "haarcascade_frontalface_default.xml"
+# The detector's defaults, written once: EdgeConfig and training's face decoder take them from here.
+DEFAULT_SCALE_FACTOR = 1.1
+DEFAULT_MIN_NEIGHBORS = 5
+DEFAULT_MIN_SIZE = 48  # px of the frame given; smaller faces are too few pixels for the 48 px model input
 # Debian's python3-opencv has no cv2.data; its cascades live here.
 _SYSTEM_CASCADE_DIRS = ("/usr/share/opencv4/haarcascades", "/usr/share/opencv/haarcascades")
-
-
-class DetectorError(RuntimeError):
-    """The Haar cascade could not be found or loaded."""
 
 
 def cascade_path(name: str = CASCADE_NAME) -> Path:
@@ -38,9 +39,9 @@ class HaarDetector:
 
     def __init__(
         self,
-        scale_factor: float = 1.1,
-        min_neighbors: int = 5,
-        min_size: int = 40,
+        scale_factor: float = DEFAULT_SCALE_FACTOR,
+        min_neighbors: int = DEFAULT_MIN_NEIGHBORS,
+        min_size: int = DEFAULT_MIN_SIZE,
         path: str | Path | None = None,
     ) -> None:
         self.path = Path(path) if path else cascade_path()

@@ -52,3 +52,46 @@ class InitError(UsageError):
 
 class AgreementError(FerliteError):
     """The converted model disagrees with the Keras model too often; nothing was written."""
+
+
+# The edge: model, camera, feed, start-up.
+
+
+class ModelSpecError(FerliteError, ValueError):
+    """A model's spec is missing, unreadable or does not match this ferlite (or the model's bytes)."""
+
+
+class ModelLoadError(FerliteError, RuntimeError):
+    """The model file is missing, broken, or its tensors do not match its spec."""
+
+
+class DetectorError(FerliteError, RuntimeError):
+    """The Haar cascade could not be found or loaded."""
+
+
+class SourceError(FerliteError, RuntimeError):
+    """A frame could not be read (the source may come back)."""
+
+
+class SourceOpenError(SourceError):
+    """The source cannot be opened at all (bad path, no camera, nothing to read)."""
+
+
+class FeedError(FerliteError, RuntimeError):
+    """The feed socket cannot be created."""
+
+
+class OutputError(FerliteError):
+    """stdout cannot take results at all (not open, disk full): a one-line error, exit 2."""
+
+
+class StartupError(FerliteError):
+    """Anything that stops a daemon (fer-edge, fer-preview) from starting: one line on stderr, exit 2."""
+
+
+class AnnotateError(FerliteError):
+    """The annotated output cannot be written where it was asked for."""
+
+
+class MqttConfigError(ConfigError):
+    """A fer-mqtt setting is unknown, of the wrong type, out of range, or names a file that cannot be read."""

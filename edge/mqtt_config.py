@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .errors import MqttConfigError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -19,10 +21,6 @@ else:  # pragma: no cover - Python 3.10
 DEFAULT_SOCKET = "/run/ferlite/feed.sock"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-class MqttConfigError(ValueError):
-    """A fer-mqtt setting is unknown, of the wrong type, out of range, or names a file that cannot be read."""
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,21 @@
-"""The systemd notify and socket-activation protocols, with the standard library only.
+"""The systemd notify protocol, with the standard library only.
 
 ``Type=notify`` services tell systemd how they are doing by sending datagrams such as
 ``READY=1`` or ``WATCHDOG=1`` to the AF_UNIX socket named in ``$NOTIFY_SOCKET`` (a name that
 starts with ``@`` lives in the abstract namespace). Outside systemd the variable is unset and
 every method here is a cheap no-op, so the daemon calls them unconditionally.
-
-Socket activation (``LISTEN_FDS``/``LISTEN_PID``) hands a service already-bound sockets as
-file descriptors 3, 4, ...; :func:`listen_fds` returns them.
+(Socket activation is not used: see docs/raspberry-pi.md.)
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
-
-#: The first file descriptor passed by socket activation (sd_listen_fds' SD_LISTEN_FDS_START).
-LISTEN_FDS_START = 3
 
 
 def _positive_int(value: str | None) -> int | None:
@@ -73,7 +67,6 @@ class SystemdNotifier:
         # WATCHDOG_PID names the process that must ping; another PID means "not us".
         if watchdog_pid is not None and watchdog_pid != os.getpid():
             watchdog_usec = None
-        self._watchdog_usec = watchdog_usec
         self._interval: float | None = None
         if watchdog_usec is not None:
             half = watchdog_usec / 2e6
@@ -174,40 +167,3 @@ class SystemdNotifier:
 def _status_field(text: str) -> str:
     # A newline would start a new KEY=VALUE field.
     return "STATUS=" + " ".join(text.splitlines())
-
-
-def listen_fds(
-    unset_environment: bool = True, env: MutableMapping[str, str] | None = None
-) -> list[int]:
-    """File descriptors passed by socket activation (``LISTEN_FDS``), like sd_listen_fds(3).
-
-    Returns ``[]`` unless ``LISTEN_PID`` is this process. The descriptors are marked
-    close-on-exec. With ``unset_environment`` the ``LISTEN_*`` variables are removed so that
-    child processes do not mistake them for their own.
-    """
-    env = os.environ if env is None else env
-    pid = _positive_int(env.get("LISTEN_PID"))
-    count_text = env.get("LISTEN_FDS")
-    try:
-        if pid != os.getpid() or not count_text:
-            return []
-        try:
-            count = int(count_text)
-        except ValueError:
-            log.warning("ignoring LISTEN_FDS=%r: not a number", count_text)
-            return []
-        if count <= 0:
-            return []
-        fds = list(range(LISTEN_FDS_START, LISTEN_FDS_START + count))
-        for fd in fds:
-            try:
-                flags = fcntl.fcntl(fd, fcntl.F_GETFD)
-                fcntl.fcntl(fd, fcntl.F_SETFD, flags | fcntl.FD_CLOEXEC)
-            except OSError as e:
-                log.warning("LISTEN_FDS names fd %d but it is not open: %s", fd, e)
-                return []
-        return fds
-    finally:
-        if unset_environment:
-            for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-                env.pop(key, None)

@@ -131,7 +131,7 @@ def frame_to_json(
 
 
 @dataclass(frozen=True)
-class PipelineSettings:
+class PipelineConfig:
     whole_frame: bool = False
     temporal: bool = True  # frames follow each other (camera, video): track and smooth
     detect_width: int = 0
@@ -161,7 +161,7 @@ class Pipeline:
         self,
         detector: HaarDetector | None,
         classifier: Classifier,
-        settings: PipelineSettings,
+        settings: PipelineConfig,
         input_size: tuple[int, int] = INPUT_SIZE,
     ) -> None:
         if detector is None and not settings.whole_frame:

@@ -34,6 +34,7 @@ from .api import build_pipeline, load_parts
 from .config import ConfigError, EdgeConfig, load_config
 from .daemon import run_loop
 from .detector import DetectorError
+from .errors import StartupError
 from .pipeline import FrameResult
 from .runner import ModelLoadError
 from .sources import Frame, ImageFilesSource, SourceError, open_source
@@ -364,7 +365,7 @@ def serve(config: EdgeConfig, bind: tuple[str, int], quality: int, stop: Any) ->
     try:
         runner, detector = load_parts(config)
     except (ModelLoadError, ModelSpecError, DetectorError) as e:
-        raise StartError(str(e)) from e
+        raise StartupError(str(e)) from e
     hub = Hub(quality)
     with ExitStack() as stack:
         try:
@@ -374,13 +375,13 @@ def serve(config: EdgeConfig, bind: tuple[str, int], quality: int, stop: Any) ->
                 max_pixels=config.max_image_pixels,
             ))
         except SourceError as e:
-            raise StartError(str(e)) from e
+            raise StartupError(str(e)) from e
         pipeline = build_pipeline(config, runner, detector, temporal=not isinstance(source, ImageFilesSource))
         loopback = is_loopback(bind[0])
         try:
             server = PreviewServer(bind, hub, source.name, loopback)
         except OSError as e:
-            raise StartError(f"--bind {bind[0]}:{bind[1]}: cannot listen ({e.strerror or e})") from e
+            raise StartupError(f"--bind {bind[0]}:{bind[1]}: cannot listen ({e.strerror or e})") from e
         stack.callback(server.server_close)
         stack.callback(hub.close)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
@@ -406,8 +407,6 @@ def serve(config: EdgeConfig, bind: tuple[str, int], quality: int, stop: Any) ->
     return EXIT_OK
 
 
-class StartError(Exception):
-    """Anything that stops the preview from starting: one line for stderr, exit code 2."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -435,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signals.install()
     try:
         return serve(config, bind, quality, signals)
-    except StartError as e:
+    except StartupError as e:
         print(f"fer-preview: {e}", file=sys.stderr)
         return EXIT_BAD_START
 

@@ -12,15 +12,13 @@ from typing import Any
 import numpy as np
 
 from .contract import LABELS
+from .errors import ModelLoadError
+from .native import native_stderr_to_log
 from .spec import ModelSpec, ModelSpecError, read_spec
 
 log = logging.getLogger(__name__)
 
 _INTEGER_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
-
-
-class ModelLoadError(RuntimeError):
-    """The model file is missing, broken, or its tensors do not match its spec."""
 
 
 def _interpreter_factory() -> tuple[Callable[..., Any], str]:
@@ -63,17 +61,19 @@ class ModelRunner:
         self.spec: ModelSpec = read_spec(self.path)
         factory, self.backend = _interpreter_factory()
         try:
-            self._interp = factory(
-                model_path=str(self.path), num_threads=threads or default_threads()
-            )
-            self._interp.allocate_tensors()
+            with native_stderr_to_log(log):  # "Created TensorFlow Lite XNNPACK delegate" at any log level
+                self._interp = factory(
+                    model_path=str(self.path), num_threads=threads or default_threads()
+                )
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelLoadError(f"{self.path}: not a loadable TFLite model ({e})") from e
         self._input = self._interp.get_input_details()[0]
         self._output = self._interp.get_output_details()[0]
         self._check_tensors()
         self._batch = 1
-        self.batchable = self._probe_batching()
+        with native_stderr_to_log(log):  # the delegate is made at the first invoke
+            self.batchable = self._probe_batching()
         log.info(
             "model %s loaded with %s (%s input, batching %s)",
             self.path, self.backend, self.input_dtype.name, "on" if self.batchable else "off",

@@ -9,8 +9,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
+import stat
+import struct
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -19,19 +22,16 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from .errors import SourceError, SourceOpenError
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg", ".h264"})
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
-
-
-class SourceError(RuntimeError):
-    """A frame could not be read (the source may come back)."""
-
-
-class SourceOpenError(SourceError):
-    """The source cannot be opened at all (bad path, no camera, nothing to read)."""
+DEFAULT_MAX_PIXELS = 40_000_000  # EdgeConfig.max_image_pixels
+BYTES_PER_PIXEL = 4  # a file larger than max_pixels * this (+ 1 MiB) is no image worth decoding
+WAIT_SLICE_S = 0.1  # waits are cut into slices this long so that a stop request is seen soon
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class FrameSource(Protocol):
     ) -> None: ...
 
 
-class _Closing:
+class Closing:
     """Context-manager plumbing shared by the sources."""
 
     def close(self) -> None:  # pragma: no cover - overridden
@@ -75,94 +75,305 @@ class _Closing:
         self.close()
 
 
+def stoppable_sleep(seconds: float, should_stop: Callable[[], bool] = lambda: False) -> None:
+    """Sleep `seconds`, but return within WAIT_SLICE_S once should_stop() is true."""
+    deadline = time.monotonic() + seconds
+    while not should_stop():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, WAIT_SLICE_S))
+
+
+def utf8_name(path: str | os.PathLike[str]) -> bool:
+    """False for a name that is not valid UTF-8 (Python keeps such bytes as lone surrogates):
+    OpenCV's own file functions crash on them."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """The folder's image files (by suffix), sorted; FIFOs, devices and folders are left out."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError as e:
+        raise SourceOpenError(f"{folder}: cannot list folder ({e.strerror})") from e
+    images = []
+    for path in entries:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        try:
+            regular = stat.S_ISREG(path.stat().st_mode)
+        except OSError:  # gone, or a dangling link
+            continue
+        if regular:
+            images.append(path)
+    return sorted(images)
 
 
-class ImageFilesSource(_Closing):
-    """A list of image files, one frame each, in order; unreadable files are skipped and counted."""
+class UnusableImage(Exception):
+    """An image file that cannot be a frame; the message says why."""
 
-    def __init__(self, files: Sequence[Path], name: str, loop: bool = False) -> None:
+
+def _u16(data: bytes, offset: int, order: str) -> int:
+    return int(struct.unpack_from(order + "H", data, offset)[0])
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD9)):  # no length
+            i += 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            height, width = struct.unpack_from(">HH", data, i + 5)
+            return int(width), int(height)
+        i += 2 + _u16(data, i + 2, ">")
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    order = "<" if data[:2] == b"II" else ">"
+    big = _u16(data, 2, order) == 43
+    if big:
+        offset = int(struct.unpack_from(order + "Q", data, 8)[0])
+        count = int(struct.unpack_from(order + "Q", data, offset)[0])
+        first, entry, value_at = offset + 8, 20, 12
+    else:
+        offset = int(struct.unpack_from(order + "I", data, 4)[0])
+        count = _u16(data, offset, order)
+        first, entry, value_at = offset + 2, 12, 8
+    size: dict[int, int] = {}
+    for n in range(min(count, 4096)):
+        at = first + n * entry
+        tag, kind = struct.unpack_from(order + "HH", data, at)
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4)
+            code = "H" if kind == 3 else "I" if kind == 4 else "Q" if kind == 16 else None
+            if code is None:
+                return None
+            size[tag] = int(struct.unpack_from(order + code, data, at + value_at)[0])
+    if 256 in size and 257 in size:
+        return size[256], size[257]
+    return None
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    head = data[:4096]
+    if head[:2] == b"P7":  # PAM: WIDTH and HEIGHT lines
+        fields = dict(line.split(None, 1) for line in head.split(b"\n") if b" " in line.strip())
+        return int(fields[b"WIDTH"]), int(fields[b"HEIGHT"])
+    tokens: list[bytes] = []
+    for line in head[2:].split(b"\n"):
+        tokens += line.split(b"#", 1)[0].split()
+        if len(tokens) >= 2:
+            return int(tokens[0]), int(tokens[1])
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8 ":
+        return _u16(data, 26, "<") & 0x3FFF, _u16(data, 28, "<") & 0x3FFF
+    if chunk == b"VP8L":
+        bits = int(struct.unpack_from("<I", data, 21)[0])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return width, height
+    return None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an image file's header without decoding it; None when the format
+    is not one of IMAGE_SUFFIXES' or the header is broken."""
+    try:
+        if data[:3] == b"\xff\xd8\xff":
+            return _jpeg_size(data)
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            width, height = struct.unpack_from(">II", data, 16)
+            return int(width), int(height)
+        if data[:2] == b"BM":
+            if struct.unpack_from("<I", data, 14)[0] == 12:  # OS/2 core header
+                return _u16(data, 18, "<"), _u16(data, 20, "<")
+            width, height = struct.unpack_from("<ii", data, 18)
+            return abs(int(width)), abs(int(height))
+        if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+            return _tiff_size(data)
+        if len(data) > 2 and data[:1] == b"P" and data[1:2] in b"1234567fF":
+            return _pnm_size(data)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return _webp_size(data)
+    except (struct.error, ValueError, KeyError, IndexError):
+        return None
+    return None
+
+
+def _frame_image(image: np.ndarray) -> np.ndarray:
+    """A decoded image as the pipeline takes it: uint8, gray or 3/4 channels."""
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise UnusableImage(f"unsupported image shape {image.shape}")
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise UnusableImage("holds NaN or infinite values")
+    peak = float(np.max(np.abs(image)))
+    return cv2.convertScaleAbs(image, alpha=255.0 / max(1.0, peak))
+
+
+def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode one image file from bytes read here, or raise UnusableImage saying why.
+
+    The file is opened without blocking and must be a regular file (a FIFO named .jpg would
+    block forever); its header must name at most `max_pixels` pixels before anything is decoded.
+    cv2.imread is never used: it crashes on names that are not valid UTF-8.
+    """
+    max_bytes = max_pixels * BYTES_PER_PIXEL + (1 << 20)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise UnusableImage(f"cannot open ({e.strerror})") from e
+    with open(fd, "rb") as handle:
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise UnusableImage("not a regular file")
+            if info.st_size > max_bytes:
+                raise UnusableImage(f"{info.st_size} bytes, more than an image of max_image_pixels needs")
+            data = handle.read(max_bytes + 1)
+        except OSError as e:
+            raise UnusableImage(f"cannot read ({e.strerror})") from e
+    size = image_size(data)
+    if size is None:
+        raise UnusableImage("not a JPEG, PNG, BMP, PNM, TIFF or WebP image")
+    width, height = size
+    if width * height > max_pixels:
+        raise UnusableImage(f"{width}x{height} pixels, more than max_image_pixels ({max_pixels})")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        raise UnusableImage("cannot decode") from e
+    if image is None or image.size == 0:
+        raise UnusableImage("cannot decode")
+    if image.shape[0] * image.shape[1] > max_pixels:  # the header lied
+        raise UnusableImage(f"decodes to more than max_image_pixels ({max_pixels})")
+    return _frame_image(image)
+
+
+class ImageFilesSource(Closing):
+    """A list of image files, one frame each, in order; unreadable files are skipped and counted.
+
+    A folder (`folder` given) that loops is listed again at the start of every pass, so files
+    added or removed while it runs are seen. A looping pass in which no file could be read
+    backs off (`backoff`: first and longest wait, doubling) instead of spinning; the wait calls
+    `on_wait` (the watchdog) and ends early when `should_stop()` is true.
+    """
+
+    MAX_WARNED = 1000  # files warned about by name; the rest at DEBUG
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        name: str,
+        loop: bool = False,
+        *,
+        folder: Path | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        backoff: tuple[float, float] = (0.5, 10.0),
+        should_stop: Callable[[], bool] = lambda: False,
+        on_wait: Callable[[], None] = lambda: None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
         if not files:
             raise SourceOpenError(f"{name}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         self.name = name
         self.files = list(files)
         self.loop = loop
+        self.folder = folder
+        self.max_pixels = max_pixels
+        self.backoff = backoff
         self.skipped = 0
-        self._next = self._cycle()
-
-    def _cycle(self) -> Iterator[Path]:
-        while True:
-            yield from self.files
-            if not self.loop:
-                return
+        self.read_count = 0
+        self._should_stop = should_stop
+        self._on_wait = on_wait
+        self._sleep = sleep or (lambda seconds: stoppable_sleep(seconds, should_stop))
+        self._index = 0
+        self._pass_read = False
+        self._delay = backoff[0]
+        self._warned: set[str] = set()
+        self._next_idle_warning = 0.0
 
     def read(self) -> Frame | None:
-        for path in self._next:
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if image is None:
-                self.skipped += 1
-                log.warning("%s: unreadable image, skipped", path)
+        while not self._should_stop():
+            if self._index >= len(self.files):
+                if not self.loop:
+                    return None
+                self._next_pass()
                 continue
-            if image.dtype != np.uint8:
-                image = cv2.convertScaleAbs(image, alpha=255.0 / max(1, int(image.max())))
+            path = self.files[self._index]
+            self._index += 1
+            try:
+                image = read_image(path, self.max_pixels)
+            except UnusableImage as e:
+                self._skip(path, str(e))
+                continue
+            self._pass_read = True
+            self.read_count += 1
             return Frame(image=image, file=path.name)
         return None
 
+    def _skip(self, path: Path, why: str) -> None:
+        self.skipped += 1
+        key = os.fspath(path)
+        if key in self._warned or len(self._warned) >= self.MAX_WARNED:
+            log.debug("%s: %s, skipped", path, why)
+            return
+        self._warned.add(key)
+        log.warning("%s: %s, skipped", path, why)
 
-def folder_source(folder: Path, loop: bool = False) -> ImageFilesSource:
-    return ImageFilesSource(list_images(folder), str(folder), loop=loop)
-
-
-def demo_source(loop: bool = False) -> ImageFilesSource:
-    """Frames that ship inside the package (public-domain photos), for a first run without a camera."""
-    return ImageFilesSource(list_images(DEMO_DIR), "demo", loop=loop)
-
-
-class ReplaySource(_Closing):
-    """Replays frames from memory: the fake camera of tests and benchmarks.
-
-    `fail_every=N` makes every Nth read raise SourceError, as a camera that drops out would.
-    """
-
-    def __init__(
-        self,
-        images: Sequence[np.ndarray],
-        name: str = "replay",
-        loop: bool = False,
-        fail_every: int | None = None,
-        live: bool = True,
-    ) -> None:
-        if not images:
-            raise SourceOpenError(f"{name}: no frames to replay")
-        self.name = name
-        self.images = list(images)
-        self.loop = loop
-        self.fail_every = fail_every
-        self.live = live
-        self.reads = 0
-        self.closed = False
+    def _next_pass(self) -> None:
+        if self._pass_read:
+            self._delay = self.backoff[0]
+        else:
+            now = time.monotonic()
+            if now >= self._next_idle_warning:
+                log.warning(
+                    "%s: no readable image in a whole pass (%d skipped so far); retrying every %.1f s "
+                    "at most (this is logged once a minute)", self.name, self.skipped, self.backoff[1],
+                )
+                self._next_idle_warning = now + 60.0
+            self._on_wait()
+            self._sleep(self._delay)
+            self._delay = min(self._delay * 2, self.backoff[1])
+        self._pass_read = False
         self._index = 0
-
-    def read(self) -> Frame | None:
-        if self.closed:
-            raise SourceError(f"{self.name}: read after close")
-        self.reads += 1
-        if self.fail_every and self.reads % self.fail_every == 0:
-            raise SourceError(f"{self.name}: simulated camera failure at read {self.reads}")
-        if self._index >= len(self.images):
-            if not self.loop:
-                return None
-            self._index = 0
-        image = self.images[self._index]
-        self._index += 1
-        return Frame(image=image)
-
-    def close(self) -> None:
-        self.closed = True
+        if self.folder is not None:
+            try:
+                self.files = list_images(self.folder)
+            except SourceOpenError as e:
+                log.debug("%s", e)
+                self.files = []
 
 
-class VideoCaptureSource(_Closing):
+def folder_source(folder: Path, loop: bool = False, **options: Any) -> ImageFilesSource:
+    return ImageFilesSource(list_images(folder), str(folder), loop=loop, folder=folder, **options)
+
+
+def demo_source(loop: bool = False, **options: Any) -> ImageFilesSource:
+    """Frames that ship inside the package (public-domain photos), for a first run without a camera."""
+    return ImageFilesSource(list_images(DEMO_DIR), "demo", loop=loop, **options)
+
+
+class VideoCaptureSource(Closing):
     """OpenCV VideoCapture: a V4L2 camera (live) or a video file (finite, or looped)."""
 
     def __init__(
@@ -184,6 +395,12 @@ class VideoCaptureSource(_Closing):
             self._capture.release()
             raise SourceOpenError(f"{self.name}: cannot open video source")
 
+    @property
+    def fps(self) -> float | None:
+        """The frame rate the video file or camera reports; None when it does not say."""
+        value = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        return value if 0.0 < value < 1000.0 else None
+
     def read(self) -> Frame | None:
         ok, image = self._capture.read()
         if ok:
@@ -200,7 +417,7 @@ class VideoCaptureSource(_Closing):
         self._capture.release()
 
 
-class Picamera2Source(_Closing):
+class Picamera2Source(Closing):
     """picamera2's lores YUV420 stream; the Y plane goes straight to Haar, no colour conversion."""
 
     def __init__(self, size: tuple[int, int] = (640, 480), module: Any = None) -> None:
@@ -242,7 +459,7 @@ class Picamera2Source(_Closing):
             self._camera.close()
 
 
-class ReopeningSource(_Closing):
+class ReopeningSource(Closing):
     """Wraps a live source: when it fails, close it and reopen with exponential backoff."""
 
     def __init__(
@@ -250,17 +467,18 @@ class ReopeningSource(_Closing):
         opener: Callable[[], FrameSource],
         initial_s: float = 0.5,
         max_s: float = 10.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         on_wait: Callable[[], None] = lambda: None,
     ) -> None:
+        """`sleep` defaults to a wait that ends early when should_stop() turns true."""
         self._opener = opener
         self._on_wait = on_wait  # e.g. the systemd watchdog: reopening is progress, not a hang
         self._source: FrameSource | None = opener()  # a failure at start-up is the caller's
         self.name = self._source.name
         self.initial_s = initial_s
         self.max_s = max_s
-        self._sleep = sleep
+        self._sleep = sleep or (lambda seconds: stoppable_sleep(seconds, should_stop))
         self._should_stop = should_stop
         self.reopens = 0
 
@@ -276,6 +494,8 @@ class ReopeningSource(_Closing):
             self._on_wait()
             self._sleep(delay)
             delay = min(delay * 2, self.max_s)
+            if self._should_stop():
+                break
             try:
                 self._source = self._opener()
             except SourceError as e:
@@ -314,11 +534,15 @@ def open_source(
     reopen: tuple[float, float] = (0.5, 10.0),
     should_stop: Callable[[], bool] = lambda: False,
     on_wait: Callable[[], None] = lambda: None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> FrameSource:
     """auto | demo | picamera2 | /dev/videoN | N | VIDEO FILE | IMAGE | FOLDER."""
     opener: Callable[[], FrameSource]
+    if not spec.strip():
+        raise SourceOpenError("source is empty; give auto, demo, a camera, a file or a folder")
+    images = {"max_pixels": max_pixels, "backoff": reopen, "should_stop": should_stop, "on_wait": on_wait}
     if spec == "demo":
-        return demo_source(loop)
+        return demo_source(loop, **images)
     if spec == "auto":
         opener = (lambda: Picamera2Source(size)) if _picamera2_importable() else (
             lambda: _v4l2_or_error(size)
@@ -326,21 +550,33 @@ def open_source(
     elif spec == "picamera2":
         opener = lambda: Picamera2Source(size)  # noqa: E731
     elif spec.isdigit() or spec.startswith("/dev/video"):
+        if not utf8_name(spec):
+            raise SourceOpenError(f"{spec!a}: the name is not valid UTF-8")
         target: str | int = int(spec) if spec.isdigit() else spec
         opener = lambda: VideoCaptureSource(target, live=True, size=size)  # noqa: E731
     else:
-        return _open_path(Path(spec), loop)
+        return _open_path(Path(spec), loop, images)
     return ReopeningSource(opener, reopen[0], reopen[1], should_stop=should_stop, on_wait=on_wait)
 
 
-def _open_path(path: Path, loop: bool) -> FrameSource:
-    if path.is_dir():
-        return folder_source(path, loop)
-    if not path.exists():
-        raise SourceOpenError(f"{path}: no such file, folder or camera")
+def _open_path(path: Path, loop: bool, images: dict[str, Any]) -> FrameSource:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as e:
+        raise SourceOpenError(f"{path}: no such file, folder or camera") from e
+    except OSError as e:
+        raise SourceOpenError(f"{path}: cannot open ({e.strerror})") from e
+    if stat.S_ISDIR(mode):
+        return folder_source(path, loop, **images)
     suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+        raise SourceOpenError(f"{path}: not an image, video or folder ({suffix or 'no suffix'})")
+    if not stat.S_ISREG(mode):  # a FIFO or a device named .jpg would block the reader forever
+        raise SourceOpenError(f"{path}: not a regular file")
     if suffix in IMAGE_SUFFIXES:
-        return ImageFilesSource([path], str(path), loop=loop)
-    if suffix in VIDEO_SUFFIXES:
-        return VideoCaptureSource(str(path), live=False, loop=loop)
-    raise SourceOpenError(f"{path}: not an image, video or folder ({suffix or 'no suffix'})")
+        return ImageFilesSource([path], str(path), loop=loop, **images)
+    if not utf8_name(path):
+        raise SourceOpenError(f"{os.fspath(path)!a}: the file name is not valid UTF-8; rename the video")
+    if not os.access(path, os.R_OK):
+        raise SourceOpenError(f"{path}: cannot open (Permission denied)")
+    return VideoCaptureSource(str(path), live=False, loop=loop)

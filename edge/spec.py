@@ -21,6 +21,7 @@ from typing import Any
 
 from .atomic import atomic_write
 from .contract import DEFAULT_MARGIN, FACE_SIZE, INPUT_SIZE, LABELS, PREPROCESS_VERSION
+from .errors import ModelSpecError
 
 SPEC_FORMAT = 1
 # What each quantization feeds the model: full-integer models take int8 (or uint8) inputs, float16
@@ -33,10 +34,6 @@ INPUT_DTYPES: dict[str, tuple[str, ...]] = {
 MAX_SPEC_BYTES = 1 << 20
 MAX_INPUT_SIDE = 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-class ModelSpecError(ValueError):
-    """A model's spec is missing, unreadable or does not match this ferlite."""
 
 
 @dataclass(frozen=True)

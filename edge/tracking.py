@@ -26,6 +26,8 @@ COMPLETE_AFTER = 5  # with a ChangeDetector: after this many region-only searche
 
 
 MATCH_IOU = 0.2  # boxes overlapping at least this much are the same face
+MERGE_IOU = 0.4  # two tracks whose boxes overlap this much follow one face: one of them ends
+NESTED = 0.7  # a box with this share of its area inside another box is part of that face (an eye)
 
 
 def shift_box(box: Sequence[int], dx: int, dy: int) -> Box:
@@ -33,15 +35,38 @@ def shift_box(box: Sequence[int], dx: int, dy: int) -> Box:
     return box[0] + dx, box[1] + dy, box[2], box[3]
 
 
-def iou(a: Sequence[int], b: Sequence[int]) -> float:
+def _intersection(a: Sequence[int], b: Sequence[int]) -> int:
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
     w = min(ax + aw, bx + bw) - max(ax, bx)
     h = min(ay + ah, by + bh) - max(ay, by)
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / float(aw * ah + bw * bh - inter)
+    return w * h if w > 0 and h > 0 else 0
+
+
+def iou(a: Sequence[int], b: Sequence[int]) -> float:
+    inter = _intersection(a, b)
+    return inter / float(a[2] * a[3] + b[2] * b[3] - inter) if inter else 0.0
+
+
+def inside_share(a: Sequence[int], b: Sequence[int]) -> float:
+    """The share of the smaller box's area that lies inside the other box."""
+    inter = _intersection(a, b)
+    return inter / float(max(1, min(a[2] * a[3], b[2] * b[3]))) if inter else 0.0
+
+
+def same_face(a: Sequence[int], b: Sequence[int], min_iou: float = MATCH_IOU) -> bool:
+    """Boxes that overlap at least `min_iou`, or one mostly inside the other, are one face."""
+    return iou(a, b) >= min_iou or inside_share(a, b) >= NESTED
+
+
+def suppress_nested(boxes: Sequence[Box], min_iou: float = MERGE_IOU) -> list[Box]:
+    """Boxes largest first, without those that are part of a larger one (a Haar hit on an eye
+    inside a face, a second box on the same face)."""
+    kept: list[Box] = []
+    for box in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True):
+        if not any(same_face(box, other, min_iou) for other in kept):
+            kept.append(box)
+    return kept
 
 
 class ChangeDetector:
@@ -134,14 +159,32 @@ class FaceTracker:
                     track.box, track.missed = box, 0
                 appeared = self._search_regions(gray, regions) if due else []
                 self._since_full = 1 if due else self._since_full + 1
-                return list(self.tracks), appeared, []
+                ended = self._merge_tracks()
+                return list(self.tracks), [i for i in appeared if i not in ended], ended
         self._since_full = 1
         self._since_complete = 0
         self.full_searches += 1
         if self.change is not None and not due:
             self.change.remember(gray)
         boxes = self._detect(gray, self.min_size, None)
-        return self._match(boxes)
+        seen, appeared, ended = self._match(boxes)
+        merged = self._merge_tracks()
+        seen = [t for t in seen if t.track_id not in merged]
+        return seen, [i for i in appeared if i not in merged], ended + [i for i in merged if i not in appeared]
+
+    def _merge_tracks(self) -> list[int]:
+        """End tracks that now follow the same face as another (found in the same place, or one
+        inside the other); the one seen this frame wins, then the older one. Returns ended ids."""
+        kept: list[Track] = []
+        ended: list[int] = []
+        for track in sorted(self.tracks, key=lambda t: (t.missed, t.track_id)):
+            if any(same_face(track.box, other.box, MERGE_IOU) for other in kept):
+                ended.append(track.track_id)
+            else:
+                kept.append(track)
+        if ended:
+            self.tracks = [t for t in self.tracks if t.track_id not in ended]
+        return ended
 
     def _regions_to_search(self, gray: np.ndarray) -> list[Box] | None:
         """What a due full search must cover: the changed regions, or None for the whole frame."""
@@ -164,7 +207,7 @@ class FaceTracker:
             for found in self._detect(gray[y : y + h, x : x + w], self.min_size, None):
                 box = shift_box(found, x, y)
                 known = [t.box for t in self.tracks] + boxes
-                if all(iou(box, other) < MATCH_IOU for other in known):
+                if not any(same_face(box, other) for other in known):
                     boxes.append(box)
         room = max(0, self.max_faces - len(self.tracks))
         new_tracks = [self._start_track(b) for b in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)[:room]]
@@ -191,7 +234,7 @@ class FaceTracker:
         return max((shift_box(b, x0, y0) for b in found), key=lambda b: iou(b, box))
 
     def _match(self, boxes: list[Box]) -> tuple[list[Track], list[int], list[int]]:
-        boxes = sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)[: self.max_faces]
+        boxes = suppress_nested(boxes)[: self.max_faces]  # largest first
         pairs = sorted(
             ((iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks) for bi, b in enumerate(boxes)),
             reverse=True,

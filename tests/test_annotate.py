@@ -9,7 +9,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import place_face, write_face_video
+from helpers import place_face, write_face_video
 
 from ferlite.edge import InputError, draw_result
 from ferlite.edge.annotate import COLOURS

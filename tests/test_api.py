@@ -11,7 +11,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, place_face, read_video, write_face_video
+from helpers import ROOT, place_face, read_video, write_face_video
 
 import ferlite.edge
 from ferlite.edge import FrameResult, InputError, Recognizer, frame_to_json
@@ -20,7 +20,7 @@ from ferlite.edge.contract import LABELS
 from ferlite.edge.daemon import encode, run_loop
 from ferlite.edge.errors import FerliteError
 from ferlite.edge.pipeline import FaceResult, TrackEvent
-from ferlite.edge.sources import ReplaySource
+from ferlite.edge.testing import ReplaySource
 
 EDGE = [sys.executable, "-m", "ferlite.edge.cli"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import place_face
+from helpers import place_face
 
 from ferlite.edge.contract import LABELS
 from ferlite.edge.spec import spec_path_for

@@ -108,3 +108,29 @@ def test_a_default_run_talks_and_is_quiet(data, tmp_path):
         capture_output=True, text=True, timeout=300, check=False, env=env)
     assert convert.returncode == 0, convert.stderr
     assert not [n for n in NOISE if n in convert.stderr], convert.stderr
+
+
+def test_fer_edge_at_warning_prints_no_native_runtime_lines(tiny_model):
+    """TensorFlow Lite's "Created TensorFlow Lite XNNPACK delegate" bypasses logging: it must not reach stderr."""
+    out = subprocess.run(
+        [sys.executable, "-m", "ferlite.edge.cli", "--source", "demo", "--max-frames", "1", "--model", str(tiny_model),
+         "--log-level", "WARNING"], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "XNNPACK" not in out.stderr and out.stderr.strip() == ""
+
+
+def test_check_config_says_the_source_is_not_opened(tiny_model):
+    out = subprocess.run(
+        [sys.executable, "-m", "ferlite.edge.cli", "--source", "/dev/video99", "--model", str(tiny_model),
+         "--check-config"], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "the source is not opened" in out.stdout
+
+
+def test_watch_summary_shows_track_ids():
+    from ferlite.edge.watch import summary_line
+
+    message = {"frame": 12, "faces": [{"label": "Happy", "score": 0.934, "track": 3},
+                                      {"label": "Sad", "score": 0.5}]}
+    assert summary_line(message) == "frame 12: #3 Happy 0.93, Sad 0.50"
+    assert summary_line({"frame": 1, "faces": []}) == "frame 1: -"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ferlite.edge.notify import SystemdNotifier, listen_fds
+from ferlite.edge.notify import SystemdNotifier
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_MODEL = REPO / "tests" / "fixtures" / "tiny_int8.tflite"
@@ -206,67 +205,6 @@ def test_bad_watchdog_usec_means_no_watchdog(path_listener: Listener, usec: str)
 
 
 # --- socket activation ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "env",
-    [
-        {},
-        {"LISTEN_FDS": "2"},  # no LISTEN_PID: not for us
-        {"LISTEN_PID": "1", "LISTEN_FDS": "2"},  # another process's
-        {"LISTEN_PID": "<self>", "LISTEN_FDS": "zero"},
-        {"LISTEN_PID": "<self>", "LISTEN_FDS": "0"},
-    ],
-)
-def test_listen_fds_ignores_what_is_not_ours(env: dict[str, str]) -> None:
-    env = {k: (str(os.getpid()) if v == "<self>" else v) for k, v in env.items()}
-    env["LISTEN_FDNAMES"] = "feed"
-    assert listen_fds(env=env) == []
-    assert not any(k.startswith("LISTEN_") for k in env)  # unset either way
-
-
-def test_listen_fds_keeps_environment_when_asked() -> None:
-    env = {"LISTEN_PID": "1", "LISTEN_FDS": "1"}
-    assert listen_fds(unset_environment=False, env=env) == []
-    assert env == {"LISTEN_PID": "1", "LISTEN_FDS": "1"}
-
-
-def test_listen_fds_returns_the_passed_sockets(tmp_path: Path) -> None:
-    # A fresh interpreter, with two listening sockets placed at fds 3 and 4 as systemd would.
-    child = textwrap.dedent(
-        f"""
-        import os, socket, json
-        from ferlite.edge.notify import listen_fds
-        a = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); a.bind({str(tmp_path / "a")!r})
-        b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); b.bind({str(tmp_path / "b")!r})
-        a.listen(); b.listen()
-        os.dup2(a.fileno(), 3); os.dup2(b.fileno(), 4)  # inheritable, like systemd leaves them
-        os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="2", LISTEN_FDNAMES="a:b")
-        fds = listen_fds()
-        s = socket.socket(fileno=fds[0])
-        print(json.dumps({{
-            "fds": fds,
-            "cloexec": [not os.get_inheritable(fd) for fd in fds],
-            "env": sorted(k for k in os.environ if k.startswith("LISTEN_")),
-            "family": int(s.family), "type": int(s.type),
-        }}))
-        """
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", child], capture_output=True, text=True, timeout=60, cwd=REPO
-    )
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
-    assert got == {
-        "fds": [3, 4],
-        "cloexec": [True, True],
-        "env": [],
-        "family": int(socket.AF_UNIX),
-        "type": int(socket.SOCK_STREAM),
-    }
-
-
-# --- the real daemon under a notify listener --------------------------------------------------
 
 
 def _daemon_available() -> str | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, read_video, write_face_video
+from helpers import ROOT, read_video, write_face_video
 
 from ferlite.edge.annotate import COLOURS
 from ferlite.edge.config import ConfigError

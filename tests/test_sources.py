@@ -11,13 +11,13 @@ from ferlite.edge.sources import (
     Frame,
     Picamera2Source,
     ReopeningSource,
-    ReplaySource,
     SourceError,
     SourceOpenError,
     VideoCaptureSource,
     demo_source,
     open_source,
 )
+from ferlite.edge.testing import ReplaySource
 
 
 def _write_images(folder, count):

@@ -113,12 +113,12 @@ class _UniformClassifier:
 
 
 def test_pipeline_follows_a_real_face_in_shrunk_regions_between_full_searches(astronaut):
-    from conftest import place_face
+    from helpers import place_face
 
     from ferlite.edge.detector import HaarDetector
-    from ferlite.edge.pipeline import Pipeline, PipelineSettings
+    from ferlite.edge.pipeline import Pipeline, PipelineConfig
 
-    pipeline = Pipeline(HaarDetector(1.1, 5, 48), _UniformClassifier(), PipelineSettings(full_detect_every=5))
+    pipeline = Pipeline(HaarDetector(1.1, 5, 48), _UniformClassifier(), PipelineConfig(full_detect_every=5))
     calls: list[tuple[int, int | None]] = []
     detect = pipeline.detector.detect
 

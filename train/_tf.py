@@ -12,11 +12,11 @@ import contextlib
 import io
 import logging
 import os
-import sys
-import tempfile
 import warnings
 from collections.abc import Iterator
 from typing import Any
+
+from ferlite.edge.native import native_stderr_to_log
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def quiet() -> Iterator[None]:
     """Python's stdout, Python warnings and the native fd 2 of TensorFlow's converter and runtime
     go to the debug log for the duration."""
     buffer = io.StringIO()
-    with _native_stderr_to_log(), contextlib.redirect_stdout(buffer), warnings.catch_warnings():
+    with native_stderr_to_log(log), contextlib.redirect_stdout(buffer), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
     for line in buffer.getvalue().splitlines():
@@ -36,29 +36,11 @@ def quiet() -> Iterator[None]:
             log.debug("tensorflow: %s", line)
 
 
-@contextlib.contextmanager
-def _native_stderr_to_log() -> Iterator[None]:
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            for line in caught.read().decode(errors="replace").splitlines():
-                if line.strip():
-                    log.debug("tensorflow: %s", line)
-
-
 def tensorflow() -> Any:
     """The tensorflow module, imported quietly, with its GPUs listed once (and said in one line)."""
     global _gpus
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _native_stderr_to_log():
+    with native_stderr_to_log(log):
         import tensorflow as tf
 
         if _gpus is None:

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from ferlite.edge.contract import LABELS
 from ferlite.edge.errors import DataError
+from ferlite.edge.sources import IMAGE_SUFFIXES  # one set: what fer-edge reads, training reads
 
 from .labels import CKPLUS_CODES, LabelMapper
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"})
 CKPLUS_SUBJECT_REGEX = r"^(S\d{3})_"
 # FER2013's usage column, kept in file names as `<Split>_<id>.jpg`.
 NAME_SPLITS = {"training": "train", "publictest": "val", "privatetest": "test"}

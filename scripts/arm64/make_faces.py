@@ -24,9 +24,9 @@ def main() -> int:
     out = Path(sys.argv[1])
     out.mkdir(parents=True)
     repo = Path(__file__).resolve().parents[2]
-    cascade = cv2.CascadeClassifier(
-        str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml")
-    )
+    from ferlite.edge.detector import cascade_path  # finds the cascade where Debian's OpenCV has no cv2.data
+
+    cascade = cv2.CascadeClassifier(str(cascade_path()))
     n = 0
     for image in sources(repo):
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)

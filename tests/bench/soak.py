@@ -54,7 +54,8 @@ def serve(args: argparse.Namespace) -> int:
     from ferlite.edge.detector import HaarDetector
     from ferlite.edge.feed import SocketFeed
     from ferlite.edge.runner import ModelRunner
-    from ferlite.edge.sources import ReopeningSource, ReplaySource
+    from ferlite.edge.sources import ReopeningSource
+    from ferlite.edge.testing import ReplaySource
 
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})

@@ -1,0 +1,47 @@
+"""Helpers the tests share (a plain module: tests import it; conftest.py holds only fixtures)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+DEMO_DIR = ROOT / "edge" / "demo"
+TINY_MODEL = FIXTURES / "tiny_int8.tflite"
+
+
+def place_face(face: np.ndarray, x: int, y: int, size: tuple[int, int] = (640, 480), scale: float = 0.5) -> np.ndarray:
+    """A camera-sized canvas with a (scaled) photo pasted at (x, y)."""
+    canvas = np.full((size[1], size[0], 3), 100, dtype=np.uint8)
+    small = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    h = min(small.shape[0], size[1] - y)
+    w = min(small.shape[1], size[0] - x)
+    canvas[y : y + h, x : x + w] = small[:h, :w]
+    return canvas
+
+
+def write_face_video(path: Path, face: np.ndarray, frames: int = 12, fps: float = 10.0) -> Path:
+    """An MJPEG .avi, 640x480, of `face` (a photo) moving right: a clip for the video tests."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (640, 480))
+    assert writer.isOpened(), "OpenCV cannot write MJPEG .avi here"
+    for i in range(frames):
+        writer.write(place_face(face, 30 + 6 * i, 20 + 2 * i, scale=0.6))
+    writer.release()
+    return path
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    """Every frame of a video file, as OpenCV decodes it."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(image)
+    capture.release()
+    return frames

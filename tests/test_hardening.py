@@ -1,0 +1,874 @@
+"""fer-edge under bad input, hostile paths and signals (issue 11): never a crash, a hang or a lie.
+
+Every test here failed before its fix. Subprocess tests have timeouts: a hang is a failure, not a
+stuck test run. Tests that need a non-root user (permissions) drop to uid 65534 with setpriv
+when run as root (as CI does), and skip when that is impossible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ferlite.edge.config import ConfigError, EdgeConfig, load_config
+from ferlite.edge.spec import ModelSpec, ModelSpecError, read_spec, spec_path_for
+
+EDGE = [sys.executable, "-m", "ferlite.edge.cli"]
+NOBODY = 65534
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _run(args, timeout=60, **kwargs):
+    """fer-edge in a subprocess; output as text (bytes that are not UTF-8 shown escaped)."""
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    done = subprocess.run(EDGE + list(args), timeout=timeout, check=False, **kwargs)
+    out = done.stdout.decode("utf-8", "backslashreplace") if isinstance(done.stdout, bytes) else ""
+    err = done.stderr.decode("utf-8", "backslashreplace") if isinstance(done.stderr, bytes) else ""
+    return subprocess.CompletedProcess(done.args, done.returncode, out, err)
+
+
+def _one_error_line(out) -> str:
+    """Exit 2, nothing on stdout, no traceback, and the reason as the last line of stderr."""
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
+    assert out.stdout == ""
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith("fer-edge: "), out.stderr[-2000:]
+    return line
+
+
+def _gray_images(folder: Path, count: int, size: int = 48) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"img_{i:03d}.png"), rng.integers(0, 255, (size, size), dtype=np.uint8))
+    return folder
+
+
+def _write(tmp_path: Path, text: str | bytes, name: str = "edge.toml") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def _within(seconds: float, call):
+    """call() in a thread: its result, or a failure if it has not returned in time (a spin or a
+    hang before the fix must fail the test, not stall the test run)."""
+    result: dict[str, object] = {}
+
+    def target():
+        try:
+            result["value"] = call()
+        except BaseException as e:  # noqa: BLE001 - handed to the test below
+            result["error"] = e
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(timeout=seconds)
+    assert not worker.is_alive(), f"still running after {seconds} s"
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    return result.get("value")
+
+
+@pytest.fixture
+def restore_signals():
+    """For in-process runs of main(): put the test process's own signal handlers back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+@pytest.fixture
+def shared_dir():
+    """A folder that uid 65534 may enter (pytest's own tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="ferlite-hardening-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _as_nobody() -> list[str]:
+    """A command prefix that runs as a non-root user, or skip."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv is missing: cannot test as a non-root user")
+    prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    probe = subprocess.run(prefix + [sys.executable, "-c", "import ferlite.edge.cli"],
+                           capture_output=True, timeout=60, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"uid {NOBODY} cannot run this checkout: {probe.stderr[-200:]!r}")
+    return prefix
+
+
+# ---------------------------------------------------------------- 1. names that are not UTF-8
+
+
+def test_image_named_in_invalid_utf8_is_read_not_a_segfault(tmp_path, tiny_model):
+    folder = _gray_images(tmp_path / "photos", 1)
+    shutil.copy(folder / "img_000.png", os.path.join(os.fsencode(folder), b"zz\xff.png"))
+    out = _run(["--source", str(folder), "--model", str(tiny_model), "--threads", "1"])
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    files = [json.loads(line)["file"] for line in out.stdout.splitlines()]
+    assert files == ["img_000.png", "zz\udcff.png"]  # JSON escapes the undecodable byte
+
+
+def test_video_named_in_invalid_utf8_is_refused_in_one_line(tmp_path, tiny_model):
+    path = os.path.join(os.fsencode(tmp_path), b"clip\xff.avi")
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for _ in range(3):
+        writer.write(np.full((48, 64, 3), 90, np.uint8))
+    writer.release()
+    os.rename(tmp_path / "clip.avi", path)
+    line = _one_error_line(_run(["--source", os.fsdecode(path), "--model", str(tiny_model)]))
+    assert "clip" in line and "UTF-8" in line
+
+
+def test_model_named_in_invalid_utf8_is_refused_in_one_line(tmp_path, tiny_model):
+    base = os.fsencode(tmp_path)
+    shutil.copy(tiny_model, os.path.join(base, b"m\xff.tflite"))
+    shutil.copy(spec_path_for(tiny_model), os.path.join(base, b"m\xff.spec.json"))
+    model = os.fsdecode(os.path.join(base, b"m\xff.tflite"))
+    line = _one_error_line(_run(["--model", model, "--check-config"]))
+    assert "UTF-8" in line
+
+
+# ---------------------------------------------------------------- 2. nothing readable: back off, stop on SIGTERM
+
+
+def test_all_unreadable_folder_with_loop_backs_off_and_honours_sigterm(tmp_path, tiny_model):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.jpg").write_bytes(b"not an image")
+    with open(tmp_path / "err.txt", "wb") as err:
+        proc = subprocess.Popen(EDGE + ["--source", str(folder), "--loop", "--model", str(tiny_model)],
+                                stdout=subprocess.PIPE, stderr=err)
+        try:
+            deadline = time.monotonic() + 60
+            while b"no readable image" not in (tmp_path / "err.txt").read_bytes():  # in the loop now
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+            time.sleep(1.0)  # backing off
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=5)
+        finally:
+            proc.kill()
+            proc.wait()
+    log = (tmp_path / "err.txt").read_text(errors="replace")
+    assert code == 0, log[-2000:]
+    assert proc.stdout is not None and proc.stdout.read() == b""
+    assert len(log.splitlines()) < 20  # one warning per file, one for the empty pass: no flood
+    assert "no readable image" in log
+
+
+def test_unreadable_pass_backs_off_doubling_and_sees_files_come_back(tmp_path):
+    from ferlite.edge.sources import open_source
+
+    folder = _gray_images(tmp_path / "f", 1)
+    sleeps: list[float] = []
+    waits: list[int] = []
+    source = open_source(str(folder), loop=True, reopen=(0.5, 2.0), on_wait=lambda: waits.append(1))
+    source._sleep = sleeps.append  # record instead of waiting
+    assert source.read().file == "img_000.png"
+    good = (folder / "img_000.png").read_bytes()
+    (folder / "img_000.png").unlink()  # deleted while it runs
+    (folder / "x.png").write_bytes(b"broken")
+
+    def restore(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 4:
+            (folder / "y.png").write_bytes(good)
+
+    source._sleep = restore
+    frame = _within(10, source.read)
+    assert frame is not None and frame.file == "y.png"
+    assert sleeps == [0.5, 1.0, 2.0, 2.0]  # doubling, capped; never a spin
+    assert len(waits) == 4  # the watchdog hears about each wait
+
+
+def test_unreadable_pass_returns_when_asked_to_stop(tmp_path):
+    from ferlite.edge.sources import open_source
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"junk")
+    stop = {"now": False}
+    source = open_source(str(folder), loop=True, reopen=(30.0, 60.0), should_stop=lambda: stop["now"])
+    threading.Timer(0.3, lambda: stop.update(now=True)).start()
+    started = time.monotonic()
+    assert _within(10, source.read) is None
+    assert time.monotonic() - started < 5.0  # not the 30 s back-off
+
+
+# ---------------------------------------------------------------- 3. settings: finite and sane
+
+
+@pytest.mark.parametrize(
+    ("text", "setting"),
+    [
+        ("scale_factor = inf\n", "scale_factor"),
+        ("scale_factor = 1e300\n", "scale_factor"),
+        ("fps_limit = 1e-300\n", "fps_limit"),
+        ("track_margin = nan\n", "track_margin"),
+        ("track_margin = inf\n", "track_margin"),
+        ("smooth_window = 100000000000000000000\n", "smooth_window"),
+        ("reopen_initial_s = nan\n", "reopen_initial_s"),
+        ("reopen_max_s = inf\n", "reopen_max_s"),
+        ("status_every_s = nan\n", "status_every_s"),
+        ("status_every_s = -1.0\n", "status_every_s"),
+        ("threads = 10000\n", "threads"),
+        ("min_size = 2147483648\n", "min_size"),
+        ("min_neighbors = 2147483648\n", "min_neighbors"),
+        ("max_faces = 4294967296\n", "max_faces"),
+        ("frame_width = 2147483648\n", "frame_width"),
+        ("detect_width = 2147483648\n", "detect_width"),
+        ("full_detect_every = 1099511627776\n", "full_detect_every"),
+        ("socket_buffer = 1099511627776\n", "socket_buffer"),
+        ("fps_limit = " + "9" * 400 + "\n", "fps_limit"),
+    ],
+)
+def test_insane_numbers_refused_naming_the_setting(tmp_path, text, setting):
+    with pytest.raises(ConfigError, match=setting) as info:
+        load_config(_write(tmp_path, text), {})
+    assert "edge.toml" in str(info.value)
+
+
+@pytest.mark.parametrize("flag", [["--fps-limit", "nan"], ["--fps-limit", "inf"], ["--fps-limit", "1e-300"],
+                                  ["--threads", "10000"], ["--max-faces", "99999999999"]])
+def test_insane_flags_refused_by_check_config(flag, tiny_model, capsys):
+    from ferlite.edge.cli import main
+
+    assert main(flag + ["--model", str(tiny_model), "--check-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("fer-edge: command line:") and flag[0][2:].replace("-", "_") in err[-1]
+
+
+# ---------------------------------------------------------------- 4. images that cannot be frames
+
+
+def test_float_tiff_holding_nan_is_skipped_and_the_folder_goes_on(tmp_path):
+    from ferlite.edge.sources import open_source
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    bad = np.full((32, 32), 0.5, np.float32)
+    bad[3, 3] = np.nan
+    assert cv2.imwrite(str(folder / "a_nan.tiff"), bad)
+    inf = np.full((32, 32), 0.5, np.float32)
+    inf[0, 0] = np.inf
+    assert cv2.imwrite(str(folder / "b_inf.tiff"), inf)
+    assert cv2.imwrite(str(folder / "c_ok.tiff"), np.full((32, 32), 0.25, np.float32))
+    with open_source(str(folder)) as source:
+        frames = []
+        while (frame := source.read()) is not None:
+            frames.append(frame)
+    assert [f.file for f in frames] == ["c_ok.tiff"]
+    assert frames[0].image.dtype == np.uint8
+    assert source.skipped == 2
+
+
+def _jpeg_claiming(width: int, height: int) -> bytes:
+    """A real small JPEG whose frame header is edited to claim another size."""
+    ok, data = cv2.imencode(".jpg", np.full((16, 16, 3), 120, np.uint8))
+    assert ok
+    raw = bytearray(data.tobytes())
+    sof = raw.index(b"\xff\xc0")
+    struct.pack_into(">HH", raw, sof + 5, height, width)
+    return bytes(raw)
+
+
+def test_huge_image_is_skipped_from_its_header_without_decoding(tmp_path):
+    from ferlite.edge.sources import image_size, open_source
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    assert image_size(_jpeg_claiming(20000, 20000)) == (20000, 20000)
+    (folder / "a_huge.jpg").write_bytes(_jpeg_claiming(8000, 8000))  # 64 MP: above the 40 MP default
+    cv2.imwrite(str(folder / "b_ok.jpg"), np.full((40, 40, 3), 90, np.uint8))
+    started = time.monotonic()
+    with open_source(str(folder)) as source:
+        frame = _within(10, source.read)
+        assert frame is not None and frame.file == "b_ok.jpg"
+        assert source.skipped == 1
+    assert time.monotonic() - started < 5.0  # nothing decoded (20000x20000 took 51 s and 5.9 GB)
+
+
+def test_pixel_cap_is_a_setting(tmp_path, tiny_model):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_big.png"), np.full((200, 200, 3), 90, np.uint8))
+    cv2.imwrite(str(folder / "b_small.png"), np.full((50, 50, 3), 90, np.uint8))
+    config = _write(tmp_path, "max_image_pixels = 10000\n")
+    out = _run(["--config", str(config), "--source", str(folder), "--model", str(tiny_model), "--threads", "1"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert [json.loads(line)["file"] for line in out.stdout.splitlines()] == ["b_small.png"]
+    assert "a_big.png" in out.stderr and "max_image_pixels" in out.stderr
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".pgm", ".ppm", ".tiff", ".webp"])
+def test_image_size_read_from_every_supported_header(ext):
+    from ferlite.edge.sources import image_size
+
+    image = np.random.default_rng(1).integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    if ext == ".pgm":
+        image = image[:, :, 0]
+    ok, data = cv2.imencode(ext, image)
+    assert ok
+    assert image_size(data.tobytes()) == (53, 37)
+
+
+def test_image_size_of_garbage_is_none():
+    from ferlite.edge.sources import image_size
+
+    assert image_size(b"") is None
+    assert image_size(b"\xff\xd8\xff" + b"\x00" * 50) is None
+    assert image_size(b"II*\x00" + b"\xff" * 8) is None
+    assert image_size(b"not an image at all") is None
+
+
+# ---------------------------------------------------------------- 5. one face, one entry
+
+
+class _ScriptedDetector:
+    """Answers detect() from face boxes in FRAME's pixels, honouring the region (a view) searched."""
+
+    def __init__(self, frame: np.ndarray) -> None:
+        self.frame = frame
+        self.faces: list[tuple[int, int, int, int]] = []
+
+    def __call__(self, gray, min_size, max_size):
+        base = gray.__array_interface__["data"][0] - self.frame.__array_interface__["data"][0]
+        oy, ox = divmod(base, self.frame.strides[0])
+        out = []
+        for x, y, w, h in self.faces:
+            inside = x >= ox and y >= oy and x + w <= ox + gray.shape[1] and y + h <= oy + gray.shape[0]
+            if inside and w >= min_size and (max_size is None or w <= max_size):
+                out.append((x - ox, y - oy, w, h))
+        return out
+
+
+def test_tracks_that_end_up_on_one_face_merge():
+    from ferlite.edge.tracking import FaceTracker
+
+    frame = np.zeros((480, 640), np.uint8)
+    det = _ScriptedDetector(frame)
+    tracker = FaceTracker(det, min_size=24, full_every=5)
+    counts, ended_ids = [], []
+    for i in range(40):
+        x = 250 if i < 20 else 100 if i < 22 else 170
+        det.faces = [(x, 150, 180, 180)]
+        seen, _, ended = tracker.update(frame)
+        counts.append(len(seen))
+        ended_ids += ended
+        assert len(tracker.tracks) <= 2
+    assert counts[22:] == [1] * 18  # was 2 from frame 22 on: two tracks on the same face
+    assert len(tracker.tracks) == 1
+    assert ended_ids  # the duplicate track ended, with an "end" event
+
+
+def test_box_inside_another_face_is_not_a_face():
+    from ferlite.edge.tracking import FaceTracker
+
+    frame = np.zeros((480, 640), np.uint8)
+    det = _ScriptedDetector(frame)
+    face, eye = (100, 100, 180, 180), (140, 150, 40, 40)
+    det.faces = [face, eye]
+    tracker = FaceTracker(det, min_size=24, full_every=2)
+    for _ in range(6):
+        seen, _, _ = tracker.update(frame)
+        assert [t.box for t in seen] == [face]
+
+
+def test_still_photo_box_inside_a_face_is_not_a_face():
+    from ferlite.edge.pipeline import Pipeline, PipelineConfig
+
+    class Detector:
+        def detect(self, gray, min_size=None, max_size=None):
+            return [(140, 150, 40, 40), (100, 100, 180, 180), (400, 100, 100, 100)]
+
+    class Uniform:
+        def classify(self, faces):
+            return np.full((len(faces), 6), 1 / 6, np.float32)
+
+    pipeline = Pipeline(Detector(), Uniform(), PipelineConfig(temporal=False))  # type: ignore[arg-type]
+    result = pipeline.process(np.zeros((480, 640), np.uint8))
+    assert sorted(f.box for f in result.faces) == [(100, 100, 180, 180), (400, 100, 100, 100)]
+
+
+# ---------------------------------------------------------------- 6. stdout never stalls the loop
+
+
+def test_unread_stdout_pipe_neither_stalls_the_loop_nor_delays_sigterm(tmp_path, tiny_model):
+    folder = _gray_images(tmp_path / "faces", 4)
+    sock = tmp_path / "feed.sock"
+    config = _write(tmp_path, "socket_buffer = 4096\n")
+    with open(tmp_path / "err.txt", "wb") as err:
+        proc = subprocess.Popen(
+            EDGE + ["--config", str(config), "--source", str(folder), "--loop", "--whole-frame",
+                    "--model", str(tiny_model), "--threads", "1", "--socket", str(sock)],
+            stdout=subprocess.PIPE, stderr=err,  # stdout is never read: the pipe fills up
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not sock.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            reader = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            reader.connect(str(sock))
+            reader.settimeout(20)
+            got = b""
+            while got.count(b"\n") < 600:  # a 64 KiB pipe holds ~200 lines: the loop went on past it
+                chunk = reader.recv(65536)
+                assert chunk, "feed closed"
+                got += chunk
+            reader.close()
+            proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            code = proc.wait(timeout=20)
+            stopped_in = time.monotonic() - started
+        finally:
+            proc.kill()
+            proc.wait()
+    log = (tmp_path / "err.txt").read_text(errors="replace")
+    assert code == 0, log[-2000:]
+    assert stopped_in < 8.0  # at most 2 s drain the queue, then it exits
+    assert "stdout: reader is too slow" in log and "Traceback" not in log
+    assert not sock.exists()
+
+
+# ---------------------------------------------------------------- 7. the model's integrity
+
+
+def _edit_spec(model: Path, **changes) -> None:
+    path = spec_path_for(model)
+    data = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is KeyError:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"sha256": ""}, "sha256"),
+        ({"sha256": KeyError}, "sha256"),
+        ({"sha256": "xyz"}, "sha256"),
+        ({"margin": float("nan")}, "margin"),
+        ({"margin": -5}, "margin"),
+        ({"margin": "wide"}, "margin"),
+        ({"margin": True}, "margin"),
+        ({"quantization": "int4"}, "quantization"),
+        ({"input_size": [100000, 100000]}, "input_size"),
+        ({"face_size": 10**9}, "face_size"),
+    ],
+)
+def test_spec_without_a_valid_sha256_or_with_bad_values_is_refused(model_copy, changes, message):
+    _edit_spec(model_copy, **changes)
+    with pytest.raises(ModelSpecError, match=message):
+        read_spec(model_copy)
+
+
+def test_tampered_model_with_a_spec_lacking_sha256_is_refused_by_check_config(model_copy, capsys):
+    from ferlite.edge.cli import main
+
+    _edit_spec(model_copy, sha256="")
+    data = bytearray(model_copy.read_bytes())
+    data[-1] ^= 1  # tampered
+    model_copy.write_bytes(bytes(data))
+    assert main(["--model", str(model_copy), "--check-config"]) == 2
+    assert "sha256" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_spec_quantization_must_match_the_models_input(model_copy, capsys):
+    from ferlite.edge.cli import main
+
+    _edit_spec(model_copy, quantization="float32")  # the model takes int8
+    assert main(["--model", str(model_copy), "--check-config"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "quantization" in line and "int8" in line and "model.spec.json" in line
+
+
+def test_model_of_another_input_size_gets_faces_of_that_size(tmp_path, monkeypatch, restore_signals, capfd):
+    import ferlite.edge.cli as cli
+
+    shapes: list[tuple[int, ...]] = []
+
+    class Runner86:
+        """An 86x86 model with its matching spec."""
+
+        def __init__(self, path, threads=None):
+            self.path = Path(path)
+            self.spec = ModelSpec(input_size=(86, 86), sha256="0" * 64)
+            self.backend = "fake"
+            self.input_dtype = np.dtype(np.int8)
+
+        def classify(self, faces):
+            shapes.append(faces.shape[1:])
+            if faces.shape[1:] != (86, 86):
+                raise ValueError(f"model takes 86x86, got {faces.shape[1:]}")
+            return np.full((len(faces), 6), 1 / 6, np.float32)
+
+    monkeypatch.setattr(cli, "ModelRunner", Runner86)
+    folder = _gray_images(tmp_path / "f", 2)
+    assert cli.main(["--source", str(folder), "--model", str(tmp_path / "m86.tflite"), "--whole-frame",
+                     "--no-stdout", "--threads", "1"]) == 0
+    assert shapes == [(86, 86), (86, 86)]
+
+
+def test_spec_that_is_a_fifo_is_refused_not_waited_on(model_copy):
+    spec = spec_path_for(model_copy)
+    spec.unlink()
+    os.mkfifo(spec)
+    line = _one_error_line(_run(["--model", str(model_copy), "--check-config"], timeout=60))
+    assert "model.spec.json" in line
+
+
+# ---------------------------------------------------------------- 8. socket_mode
+
+
+@pytest.mark.parametrize("value", ['"777"', '"4777"', '"666"', '"700"', '"999"', '"abc"', '""', "-1", "99999",
+                                   "660", "true"])
+def test_bad_socket_modes_refused(tmp_path, value):
+    with pytest.raises(ConfigError, match="socket_mode"):
+        load_config(_write(tmp_path, f"socket_mode = {value}\n"), {})
+
+
+@pytest.mark.parametrize(("value", "mode"), [('"660"', 0o660), ('"0640"', 0o640), ('"0o600"', 0o600)])
+def test_octal_socket_modes_accepted(tmp_path, value, mode):
+    assert load_config(_write(tmp_path, f"socket_mode = {value}\n"), {}).socket_mode == mode
+
+
+def test_socket_mode_out_of_range_refused_in_code_too():
+    with pytest.raises(ConfigError, match="socket_mode"):
+        EdgeConfig(socket_mode=0o777)
+
+
+# ---------------------------------------------------------------- 9. the socket file: no race, only ours removed
+
+
+def test_socket_gets_its_mode_at_bind_without_a_chmod(tmp_path, monkeypatch):
+    import ferlite.edge.feed as feed_module
+
+    def no_chmod(*args, **kwargs):
+        raise AssertionError("chmod by path after bind: a swapped-in symlink would be followed")
+
+    monkeypatch.setattr(feed_module.os, "chmod", no_chmod)
+    for mode in (0o660, 0o640, 0o600):
+        path = tmp_path / f"feed{mode:o}.sock"
+        with feed_module.SocketFeed(path, mode=mode):
+            assert stat.S_IMODE(os.lstat(path).st_mode) == mode
+
+
+def test_socket_replaced_while_running_is_left_in_place(tmp_path):
+    from ferlite.edge.feed import SocketFeed
+
+    path = tmp_path / "feed.sock"
+    feed = SocketFeed(path)
+    path.unlink()
+    path.write_text("someone else's file")
+    feed.close()
+    assert path.read_text() == "someone else's file"
+
+    other = tmp_path / "other.sock"
+    feed = SocketFeed(other)
+    other.unlink()
+    second = SocketFeed(other)  # another daemon took the path
+    feed.close()
+    assert stat.S_ISSOCK(os.lstat(other).st_mode)
+    second.close()
+    assert not other.exists()
+
+
+# ---------------------------------------------------------------- 10. signals
+
+
+def test_sighup_reopens_the_source_sigusr1_logs_status_sigterm_stops(tmp_path, tiny_model):
+    folder = _gray_images(tmp_path / "f", 3)
+    sock = tmp_path / "feed.sock"
+    with open(tmp_path / "err.txt", "wb") as err:
+        proc = subprocess.Popen(
+            EDGE + ["--source", str(folder), "--loop", "--fps-limit", "20", "--whole-frame", "--no-stdout",
+                    "--socket", str(sock), "--model", str(tiny_model), "--threads", "1"],
+            stdout=subprocess.DEVNULL, stderr=err,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not sock.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(0.5)
+            assert proc.poll() is None  # neither signal killed it
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=10)
+        finally:
+            proc.kill()
+            proc.wait()
+    log = (tmp_path / "err.txt").read_text(errors="replace")
+    assert code == 0, log[-2000:]
+    assert f"{folder} reopened" in log
+    assert " frames, " in log and " fps, " in log  # the SIGUSR1 status line
+    assert not sock.exists()
+
+
+# ---------------------------------------------------------------- exit 2 with one line, never a traceback
+
+
+def test_toml_that_is_not_utf8_exits_2(tmp_path, capsys):
+    from ferlite.edge.cli import main
+
+    path = _write(tmp_path, b'source = "\xff\xfe"\n')
+    assert main(["--config", str(path), "--check-config"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "edge.toml" in line and "UTF-8" in line
+
+
+def test_toml_nested_2000_deep_exits_2(tmp_path, capsys):
+    from ferlite.edge.cli import main
+
+    path = _write(tmp_path, "source = " + "[" * 2000 + "]" * 2000 + "\n")
+    assert main(["--config", str(path), "--check-config"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "edge.toml" in line and "nested" in line
+
+
+def test_toml_that_is_a_fifo_exits_2_instead_of_waiting(tmp_path):
+    fifo = tmp_path / "edge.toml"
+    os.mkfifo(fifo)
+    line = _one_error_line(_run(["--config", str(fifo), "--check-config"], timeout=60))
+    assert "edge.toml" in line and "regular file" in line
+
+
+def test_a_million_unknown_keys_give_one_short_line(tmp_path, capsys):
+    from ferlite.edge.cli import main
+
+    path = _write(tmp_path, "".join(f"k{i} = 1\n" for i in range(60_000)))
+    assert main(["--config", str(path), "--check-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and len(err[0]) < 400
+    assert "59990 more" in err[0]
+    bigger = _write(tmp_path, "".join(f"k{i} = 1\n" for i in range(1_000_000)), "big.toml")  # ~11 MB
+    with pytest.raises(ConfigError, match="big.toml") as info:
+        load_config(bigger, {})
+    assert len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("setting", ["source", "socket", "model"])
+def test_empty_strings_refused(tmp_path, setting):
+    with pytest.raises(ConfigError, match=f"{setting} must not be empty"):
+        load_config(_write(tmp_path, f'{setting} = ""\n'), {})
+    with pytest.raises(ConfigError, match=f"command line: {setting} must not be empty"):
+        load_config(None, {setting: ""})
+
+
+def test_empty_source_flag_exits_2(tiny_model):
+    line = _one_error_line(_run(["--source", "", "--model", str(tiny_model)]))
+    assert "source must not be empty" in line
+
+
+def test_folder_not_readable_by_a_non_root_user_exits_2(shared_dir, tiny_model):
+    prefix = _as_nobody()
+    folder = _gray_images(shared_dir / "private", 1)
+    folder.chmod(0o311)  # may enter, may not list
+    out = subprocess.run(prefix + EDGE + ["--source", str(folder), "--model", str(tiny_model)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    line = _one_error_line(out)
+    assert "private" in line and "Permission denied" in line
+
+
+def test_socket_owned_by_someone_else_exits_2_for_a_non_root_user(shared_dir, tiny_model):
+    prefix = _as_nobody()
+    _gray_images(shared_dir / "f", 1)
+    path = shared_dir / "feed.sock"
+    taken = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o077)
+    try:
+        taken.bind(str(path))  # a stale socket of another user, mode 0600
+    finally:
+        os.umask(old)
+    taken.close()
+    shared_dir.chmod(0o777 | stat.S_ISVTX)  # the folder is writable, like /tmp
+    out = subprocess.run(prefix + EDGE + ["--source", str(shared_dir / "f"), "--model", str(tiny_model),
+                                          "--socket", str(path)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    line = _one_error_line(out)
+    assert "feed.sock" in line and "Permission denied" in line
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)  # not removed
+
+
+def test_config_not_readable_by_a_non_root_user_exits_2(shared_dir):
+    prefix = _as_nobody()
+    config = shared_dir / "edge.toml"
+    config.write_text("threads = 1\n")
+    config.chmod(0o600)
+    out = subprocess.run(prefix + EDGE + ["--config", str(config), "--check-config"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    line = _one_error_line(out)
+    assert "edge.toml" in line and "Permission denied" in line
+
+
+def test_stdout_that_is_dev_full_exits_2(tmp_path, tiny_model):
+    folder = _gray_images(tmp_path / "f", 2)
+    with open("/dev/full", "wb") as full:
+        out = _run(["--source", str(folder), "--model", str(tiny_model), "--whole-frame"], stdout=full)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "fer-edge: stdout: cannot write results (No space left on device)"
+
+
+def test_check_config_to_dev_full_exits_2(tiny_model):
+    with open("/dev/full", "wb") as full:
+        out = _run(["--model", str(tiny_model), "--check-config"], stdout=full)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr
+    assert "stdout" in out.stderr.strip().splitlines()[-1]
+
+
+def test_closed_stdout_exits_2(tmp_path, tiny_model):
+    folder = _gray_images(tmp_path / "f", 2)
+    out = _run(["--source", str(folder), "--model", str(tiny_model)], stdout=None,
+               preexec_fn=lambda: os.close(1))
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert "stdout is closed" in out.stderr.strip().splitlines()[-1]
+
+
+def test_socket_path_longer_than_the_limit_exits_2(tmp_path, tiny_model):
+    folder = _gray_images(tmp_path / "f", 1)
+    path = tmp_path / ("s" * 120 + ".sock")
+    line = _one_error_line(_run(["--source", str(folder), "--model", str(tiny_model), "--socket", str(path)]))
+    assert "107" in line and "None" not in line
+
+
+def _empty_video(path: Path, fourcc: str) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (64, 48))
+    writer.release()
+    return path
+
+
+@pytest.mark.parametrize(("name", "fourcc"), [("empty.avi", "MJPG"), ("empty.mp4", "mp4v")])
+def test_video_without_frames_exits_2(tmp_path, tiny_model, name, fourcc):
+    path = _empty_video(tmp_path / name, fourcc)
+    line = _one_error_line(_run(["--source", str(path), "--model", str(tiny_model)]))
+    assert name in line
+
+
+def test_folder_of_only_corrupt_images_exits_2(tmp_path, tiny_model):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.jpg").write_bytes(b"\xff\xd8\xff broken")
+    line = _one_error_line(_run(["--source", str(folder), "--model", str(tiny_model)]))
+    assert "bad" in line and "no readable frame" in line and "3" in line
+
+
+def test_fifo_named_jpg_as_the_source_exits_2_at_once(tmp_path, tiny_model):
+    fifo = tmp_path / "camera.jpg"
+    os.mkfifo(fifo)
+    line = _one_error_line(_run(["--source", str(fifo), "--model", str(tiny_model)], timeout=60))
+    assert "camera.jpg" in line and "regular file" in line
+
+
+def test_fifo_in_place_of_an_image_is_skipped_not_waited_on(tmp_path):
+    from ferlite.edge.sources import open_source
+
+    folder = _gray_images(tmp_path / "f", 2)
+    with open_source(str(folder)) as source:
+        (folder / "img_001.png").unlink()
+        os.mkfifo(folder / "img_001.png")  # swapped in after the folder was listed
+        assert source.read().file == "img_000.png"
+        assert _within(5, source.read) is None  # not blocked on the FIFO
+        assert source.skipped == 1
+
+
+# ---------------------------------------------------------------- many readers at once
+
+
+def test_120_readers_connecting_at_once_all_get_in(tmp_path):
+    from ferlite.edge.feed import SocketFeed
+
+    path = tmp_path / "feed.sock"
+    with SocketFeed(path):
+        clients = []
+        try:
+            for _ in range(120):  # nobody accepts yet: all wait in the listen backlog
+                client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                client.settimeout(2)
+                clients.append(client)
+                client.connect(str(path))
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_client_retries_while_the_backlog_is_full(tmp_path):
+    from ferlite.edge.feed import iterate_messages
+
+    path = tmp_path / "tiny.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(0)
+    fillers = []
+    while True:  # fill the backlog until connect() says EAGAIN
+        filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        try:
+            filler.connect(str(path))
+        except BlockingIOError:
+            filler.close()
+            break
+        fillers.append(filler)
+        assert len(fillers) < 100
+    got: list[object] = []
+    client = threading.Thread(target=lambda: got.extend(iterate_messages(path, timeout=5)))
+    client.start()
+    time.sleep(0.3)
+    accepted = []
+    deadline = time.monotonic() + 5
+    while len(accepted) < len(fillers) + 1 and time.monotonic() < deadline:
+        server.settimeout(0.5)
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            continue
+        accepted.append(conn)
+    for conn in accepted:
+        try:
+            conn.sendall(b'{"frame": 1}\n')
+        except OSError:
+            pass
+        conn.close()
+    client.join(timeout=10)
+    for filler in fillers:
+        filler.close()
+    server.close()
+    assert got == [{"frame": 1}]
