@@ -144,6 +144,23 @@ def _open(config: EdgeConfig, signals: Signals, notifier: SystemdNotifier) -> Fr
     )
 
 
+class SmallImageHint:
+    """Photos too small to hold a face of min_size px (e.g. a folder of 48x48 face crops) find no face:
+    say why once, and what to use instead, rather than printing empty results in silence."""
+
+    def __init__(self, min_size: int) -> None:
+        self.min_size = min_size
+        self.said = False
+
+    def __call__(self, frame: Any, result: Any) -> None:
+        width, height = result.size
+        if self.said or result.faces or min(width, height) >= 2 * self.min_size:
+            return
+        self.said = True
+        log.warning("no face found in a %dx%d image: faces smaller than min_size (%d px) are not looked for; "
+                    "if the images are face crops, use --whole-frame", width, height, self.min_size)
+
+
 def serve(config: EdgeConfig, stop: Signals) -> int:
     # OpenCV reads 0 as "no threading" and a negative number as "its default (all cores)".
     cv2.setNumThreads(config.threads or -1)
@@ -181,6 +198,8 @@ def serve(config: EdgeConfig, stop: Signals) -> int:
                 on_result = stack.enter_context(annotator_for(config, source.source, temporal))
             except AnnotateError as e:
                 raise StartupError(str(e)) from e
+        elif not temporal and not config.whole_frame:
+            on_result = SmallImageHint(config.min_size)
 
         def extra() -> str:
             text = ""

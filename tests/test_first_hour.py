@@ -134,3 +134,20 @@ def test_watch_summary_shows_track_ids():
                                       {"label": "Sad", "score": 0.5}]}
     assert summary_line(message) == "frame 12: #3 Happy 0.93, Sad 0.50"
     assert summary_line({"frame": 1, "faces": []}) == "frame 1: -"
+
+
+def test_fer_edge_on_small_crops_says_use_whole_frame(tiny_model, tmp_path):
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), np.random.default_rng(i).integers(0, 255, (48, 48), dtype=np.uint8))
+    out = subprocess.run(
+        [sys.executable, "-m", "ferlite.edge.cli", "--source", str(folder), "--model", str(tiny_model),
+         "--log-level", "WARNING"], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    hints = [line for line in out.stderr.splitlines() if "--whole-frame" in line]
+    assert len(hints) == 1 and "48x48" in hints[0]  # said once, not per image
+    assert len(out.stdout.splitlines()) == 3
