@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 import scenes
-from measure import default_model, stats_ms
+from measure import default_model, repo_relative, stats_ms
 
 from ferlite.edge.api import Recognizer, build_pipeline
 from ferlite.edge.config import EdgeConfig
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"| {title} | {s['median']:.2f} | {s['mean']:.2f} | {s['p95']:.2f} |")
     print(f"input check alone: {report['input_check_us_median']} us (median)")
     if args.out:
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        args.out.write_text(repo_relative(json.dumps(report, indent=1)) + "\n")
     return 0
 
 

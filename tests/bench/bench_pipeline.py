@@ -27,6 +27,7 @@ import scenes
 from measure import (
     default_model,
     fer_edge,
+    repo_relative,
     spawn_until_first_line,
     stats_ms,
     unmatched,
@@ -281,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print_tables(report)
     if args.out:
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        args.out.write_text(repo_relative(json.dumps(report, indent=1)) + "\n")
     return 0
 
 

@@ -91,3 +91,9 @@ def spawn_until_first_line(
             proc.wait()
     assert first is not None
     return first, peak
+
+
+def repo_relative(text: str) -> str:
+    """Paths inside the repository written relative to it: committed results hold no machine paths."""
+    root = str(Path(__file__).resolve().parents[2])
+    return text.replace(root + "/", "").replace(str(Path(root).parent / "shared") + "/", "../shared/")

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import scenes
-from measure import default_model, proc_status_kb
+from measure import default_model, proc_status_kb, repo_relative
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = run(args)
     print_table(report)
     if args.out:
-        args.out.write_text(json.dumps({k: v for k, v in report.items() if k != "readers"}, indent=1) + "\n")
+        kept = {k: v for k, v in report.items() if k != "readers"}
+        args.out.write_text(repo_relative(json.dumps(kept, indent=1)) + "\n")
     return 0
 
 
