@@ -150,8 +150,9 @@ def parse_socket_mode(value: Any) -> int:
     return int(match.group(1), 8)
 
 
-def _coerce(name: str, value: Any, annotation: str) -> Any:
-    """Check a TOML value against the field's annotation (as a string, PEP 563)."""
+def coerce_value(name: str, value: Any, annotation: str, error: type[ConfigError] = ConfigError) -> Any:
+    """Check a TOML value against a config field's annotation (as a string, PEP 563); `error` is the
+    ConfigError subclass to raise (fer-mqtt's config uses this too)."""
     optional = "None" in annotation
     if value is None and optional:
         return None
@@ -166,11 +167,11 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
             try:
                 value = float(value)
             except OverflowError as e:  # a TOML integer of hundreds of digits
-                raise ConfigError(f"{name} must be a finite number, got {short(value)}") from e
+                raise error(f"{name} must be a finite number, got {short(value)}") from e
     else:
         ok = isinstance(value, str)
     if not ok:
-        raise ConfigError(f"{name} must be {base}, got {short(value)}")
+        raise error(f"{name} must be {base}, got {short(value)}")
     return value
 
 
@@ -188,7 +189,7 @@ def make_config(values: Mapping[str, Any], where: str = "config") -> EdgeConfig:
             if name == "socket_mode":
                 checked[name] = parse_socket_mode(value)
                 continue
-            checked[name] = _coerce(name, value, str(by_name[name].type))
+            checked[name] = coerce_value(name, value, str(by_name[name].type))
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from e
     try:
@@ -201,7 +202,7 @@ def load_config(path: str | os.PathLike[str] | None, overrides: Mapping[str, Any
     """TOML file (if any) first, then only the settings the user gave on the command line."""
     values: dict[str, Any] = {}
     if path is not None:
-        values = _read_toml(path)
+        values = read_toml(path)
     config = make_config(values, where=str(path) if path else "config")
     try:
         return dataclasses.replace(config, **overrides)
@@ -212,32 +213,34 @@ def load_config(path: str | os.PathLike[str] | None, overrides: Mapping[str, Any
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; anything near this is not one
 
 
-def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_toml(path: str | os.PathLike[str], error: type[ConfigError] = ConfigError) -> dict[str, Any]:
+    """A config file's TOML: a regular file of at most MAX_CONFIG_BYTES, UTF-8; `error` (a ConfigError
+    subclass) with one line naming the file otherwise."""
     try:
         # O_NONBLOCK: a FIFO without a writer would block open() forever.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read config ({e.strerror})") from e
+        raise error(f"{path}: cannot read config ({e.strerror})") from e
     with open(fd, "rb") as handle:
         try:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
-                raise ConfigError(f"{path}: config must be a regular file")
+                raise error(f"{path}: config must be a regular file")
             if info.st_size > MAX_CONFIG_BYTES:
-                raise ConfigError(f"{path}: config is {info.st_size} bytes, more than {MAX_CONFIG_BYTES}")
+                raise error(f"{path}: config is {info.st_size} bytes, more than {MAX_CONFIG_BYTES}")
             data = handle.read(MAX_CONFIG_BYTES + 1)
         except OSError as e:
-            raise ConfigError(f"{path}: cannot read config ({e.strerror})") from e
+            raise error(f"{path}: cannot read config ({e.strerror})") from e
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start})") from e
+        raise error(f"{path}: not valid UTF-8 (byte {e.start})") from e
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from e
+        raise error(f"{path}: not valid TOML ({e})") from e
     except RecursionError as e:
-        raise ConfigError(f"{path}: not valid TOML (nested too deeply)") from e
+        raise error(f"{path}: not valid TOML (nested too deeply)") from e
 
 
 def describe(config: EdgeConfig) -> str:

@@ -6,17 +6,12 @@ import dataclasses
 import os
 import re
 import socket as socket_module
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .config import coerce_value, read_toml
 from .errors import MqttConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 DEFAULT_SOCKET = "/run/ferlite/feed.sock"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -122,23 +117,6 @@ def _check(config: MqttConfig) -> None:
         raise MqttConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
 
 
-def _coerce(name: str, value: Any, annotation: str) -> Any:
-    """Check a TOML value against the field's annotation (a string under PEP 563)."""
-    base = annotation.replace("| None", "").strip()
-    if base == "bool":
-        ok = isinstance(value, bool)
-    elif base == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif base == "float":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, str)
-    if not ok:
-        raise MqttConfigError(f"{name} must be {base}, got {value!r}")
-    return value
-
-
 def make_config(values: Mapping[str, Any], where: str = "config") -> MqttConfig:
     """Build a config from a mapping; unknown keys and wrong types are refused."""
     by_name = {f.name: f for f in fields(MqttConfig)}
@@ -147,7 +125,8 @@ def make_config(values: Mapping[str, Any], where: str = "config") -> MqttConfig:
         hint = " (give the password in password_file)" if "password" in unknown else ""
         raise MqttConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}{hint}")
     try:
-        checked = {name: _coerce(name, value, str(by_name[name].type)) for name, value in values.items()}
+        checked = {name: coerce_value(name, value, str(by_name[name].type), MqttConfigError)
+                   for name, value in values.items()}
         return MqttConfig(**checked)
     except MqttConfigError as e:
         raise MqttConfigError(f"{where}: {e}") from e
@@ -157,13 +136,7 @@ def load_config(path: str | os.PathLike[str] | None, overrides: Mapping[str, Any
     """The TOML file (if any) first, then only the settings typed on the command line."""
     values: dict[str, Any] = {}
     if path is not None:
-        try:
-            with open(path, "rb") as handle:
-                values = tomllib.load(handle)
-        except OSError as e:
-            raise MqttConfigError(f"{path}: cannot read config ({e.strerror})") from e
-        except tomllib.TOMLDecodeError as e:
-            raise MqttConfigError(f"{path}: not valid TOML ({e})") from e
+        values = read_toml(path, MqttConfigError)  # the same hardened reader as fer-edge's config
     config = make_config(values, where=str(path) if path else "config")
     try:
         return dataclasses.replace(config, **overrides)
