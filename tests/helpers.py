@@ -45,3 +45,24 @@ def read_video(path: Path) -> list[np.ndarray]:
         frames.append(image)
     capture.release()
     return frames
+
+
+class ScriptedDetector:
+    """A detect(gray, min_size, max_size) double for the tracker: answers from `faces` (boxes in `frame`'s
+    pixels), honouring the region searched (the tracker hands in views of the frame) and the size limits."""
+
+    def __init__(self, frame: np.ndarray) -> None:
+        self.frame = frame
+        self.faces: list[tuple[int, int, int, int]] = []
+        self.calls: list[tuple[int, int]] = []  # (width, height) searched
+
+    def __call__(self, gray: np.ndarray, min_size: int, max_size: int | None) -> list[tuple[int, int, int, int]]:
+        self.calls.append((gray.shape[1], gray.shape[0]))
+        base = gray.__array_interface__["data"][0] - self.frame.__array_interface__["data"][0]
+        oy, ox = divmod(base, self.frame.strides[0])
+        out = []
+        for x, y, w, h in self.faces:
+            inside = x >= ox and y >= oy and x + w <= ox + gray.shape[1] and y + h <= oy + gray.shape[0]
+            if inside and w >= min_size and (max_size is None or w <= max_size):
+                out.append((x - ox, y - oy, w, h))
+        return out

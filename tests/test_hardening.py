@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import ScriptedDetector
 
 from ferlite.edge.config import ConfigError, EdgeConfig, load_config
 from ferlite.edge.spec import ModelSpec, ModelSpecError, read_spec, spec_path_for
@@ -354,29 +355,11 @@ def test_image_size_of_garbage_is_none():
 # ---------------------------------------------------------------- 5. one face, one entry
 
 
-class _ScriptedDetector:
-    """Answers detect() from face boxes in FRAME's pixels, honouring the region (a view) searched."""
-
-    def __init__(self, frame: np.ndarray) -> None:
-        self.frame = frame
-        self.faces: list[tuple[int, int, int, int]] = []
-
-    def __call__(self, gray, min_size, max_size):
-        base = gray.__array_interface__["data"][0] - self.frame.__array_interface__["data"][0]
-        oy, ox = divmod(base, self.frame.strides[0])
-        out = []
-        for x, y, w, h in self.faces:
-            inside = x >= ox and y >= oy and x + w <= ox + gray.shape[1] and y + h <= oy + gray.shape[0]
-            if inside and w >= min_size and (max_size is None or w <= max_size):
-                out.append((x - ox, y - oy, w, h))
-        return out
-
-
 def test_tracks_that_end_up_on_one_face_merge():
     from ferlite.edge.tracking import FaceTracker
 
     frame = np.zeros((480, 640), np.uint8)
-    det = _ScriptedDetector(frame)
+    det = ScriptedDetector(frame)
     tracker = FaceTracker(det, min_size=24, full_every=5)
     counts, ended_ids = [], []
     for i in range(40):
@@ -395,7 +378,7 @@ def test_box_inside_another_face_is_not_a_face():
     from ferlite.edge.tracking import FaceTracker
 
     frame = np.zeros((480, 640), np.uint8)
-    det = _ScriptedDetector(frame)
+    det = ScriptedDetector(frame)
     face, eye = (100, 100, 180, 180), (140, 150, 40, 40)
     det.faces = [face, eye]
     tracker = FaceTracker(det, min_size=24, full_every=2)

@@ -2,29 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import ScriptedDetector
 
 from ferlite.edge.tracking import COMPLETE_AFTER, ChangeDetector, FaceTracker, iou
-
-
-class ScriptedDetector:
-    """Answers detect() from a list of face boxes per frame, honouring ROI crops and size limits."""
-
-    def __init__(self):
-        self.faces: list[tuple[int, int, int, int]] = []
-        self.calls: list[tuple[int, int]] = []  # (width, height) searched
-
-    def __call__(self, gray, min_size, max_size):
-        # The tracker hands in views of the frame: find the offset of the view.
-        self.calls.append((gray.shape[1], gray.shape[0]))
-        base = gray.__array_interface__["data"][0] - FRAME.__array_interface__["data"][0]
-        oy, ox = divmod(base, FRAME.strides[0])
-        out = []
-        for x, y, w, h in self.faces:
-            inside = x >= ox and y >= oy and x + w <= ox + gray.shape[1] and y + h <= oy + gray.shape[0]
-            if inside and w >= min_size and (max_size is None or w <= max_size):
-                out.append((x - ox, y - oy, w, h))
-        return out
-
 
 FRAME = np.zeros((240, 320), np.uint8)
 
@@ -36,7 +16,7 @@ def test_iou():
 
 
 def test_track_id_stays_while_face_moves_and_roi_search_is_used():
-    det = ScriptedDetector()
+    det = ScriptedDetector(FRAME)
     tracker = FaceTracker(det, min_size=24, full_every=5)
     ids = []
     for step in range(10):
@@ -51,7 +31,7 @@ def test_track_id_stays_while_face_moves_and_roi_search_is_used():
 
 
 def test_new_face_appears_within_the_bound_and_leaving_face_ends():
-    det = ScriptedDetector()
+    det = ScriptedDetector(FRAME)
     tracker = FaceTracker(det, min_size=24, full_every=4, keep_missed=1)
     det.faces = [(20, 20, 50, 50)]
     _, appeared, _ = tracker.update(FRAME)
@@ -77,7 +57,7 @@ def test_new_face_appears_within_the_bound_and_leaving_face_ends():
 
 
 def test_max_faces_keeps_the_largest():
-    det = ScriptedDetector()
+    det = ScriptedDetector(FRAME)
     det.faces = [(0, 0, 30, 30), (100, 0, 80, 80), (200, 100, 50, 50)]
     tracker = FaceTracker(det, min_size=24, max_faces=2)
     seen, _, _ = tracker.update(FRAME)
@@ -85,7 +65,7 @@ def test_max_faces_keeps_the_largest():
 
 
 def test_no_face_in_view_costs_one_full_search_every_n_frames_and_new_face_still_within_bound():
-    det = ScriptedDetector()
+    det = ScriptedDetector(FRAME)
     tracker = FaceTracker(det, min_size=24, full_every=5)
     for _ in range(10):
         seen, appeared, _ = tracker.update(FRAME)
@@ -97,7 +77,7 @@ def test_no_face_in_view_costs_one_full_search_every_n_frames_and_new_face_still
 
 
 def test_lost_face_triggers_a_full_search_on_the_same_frame():
-    det = ScriptedDetector()
+    det = ScriptedDetector(FRAME)
     tracker = FaceTracker(det, min_size=24, full_every=5)
     det.faces = [(50, 50, 60, 60)]
     tracker.update(FRAME)
@@ -163,7 +143,7 @@ def frame_drawing():
 
 
 def test_due_search_covers_only_changed_regions_and_still_finds_a_new_face(frame_drawing):
-    det = ScriptedDetector()
+    det = ScriptedDetector(FRAME)
     tracker = FaceTracker(det, min_size=24, full_every=5, change=ChangeDetector())
     det.faces = [(20, 20, 50, 50)]
     frame_drawing[20:70, 20:70] = 200
@@ -179,7 +159,7 @@ def test_due_search_covers_only_changed_regions_and_still_finds_a_new_face(frame
 
 
 def test_whole_frame_is_searched_again_after_some_region_only_searches():
-    det = ScriptedDetector()
+    det = ScriptedDetector(FRAME)
     tracker = FaceTracker(det, min_size=24, full_every=2, change=ChangeDetector())
     for _ in range(2 * (COMPLETE_AFTER + 1) + 1):
         tracker.update(FRAME)  # an unchanging empty frame
