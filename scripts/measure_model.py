@@ -18,7 +18,6 @@ Sets (the test side by default; every one read by ferlite.train's own readers):
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -34,7 +33,7 @@ from ferlite.edge.contract import LABELS
 from ferlite.train.data import CKPLUS_SUBJECT_REGEX, Sample, read_ferplus, read_folder
 from ferlite.train.labels import LabelMapper
 from ferlite.train.report import confusion_matrix, metrics_from_confusion
-from ferlite.train.splits import read_subject_list
+from ferlite.train.splits import read_manifest, read_subject_list
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SUBJECTS = ROOT / "train" / "splits" / "ckplus-test-subjects.txt"
@@ -49,9 +48,8 @@ def ckplus_subjects(side: str, manifest: Path | None) -> set[str]:
         return read_subject_list(TEST_SUBJECTS)
     if manifest is None:
         return set()
-    with manifest.open(newline="") as handle:
-        return {row["subject"] for row in csv.DictReader(handle)
-                if row["side"] == "val" and row["subject"].startswith("S")}
+    rows = read_manifest(manifest)
+    return {row["subject"] for row in rows if row["side"] == "val" and row["subject"].startswith("S")}
 
 
 def test_sets(data: Path, side: str = "test", manifest: Path | None = None
