@@ -8,7 +8,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -175,14 +175,21 @@ def coerce_value(name: str, value: Any, annotation: str, error: type[ConfigError
     return value
 
 
-def make_config(values: Mapping[str, Any], where: str = "config") -> EdgeConfig:
-    """Build a config from a mapping; unknown keys and wrong types are refused."""
-    by_name = {f.name: f for f in fields(EdgeConfig)}
-    unknown = sorted(set(values) - set(by_name))
+def refuse_unknown(names: Iterable[str], known: Container[str], where: str,
+                   error: type[ConfigError] = ConfigError) -> None:
+    """`error` with one line naming the names that are not `known` (at most 10, then `and N more`),
+    if there are any (fer-train's config uses this too)."""
+    unknown = sorted(name for name in set(names) if name not in known)
     if unknown:
         listed = ", ".join(short(name).strip("'\"") for name in unknown[:_MAX_LISTED])
         more = f" and {len(unknown) - _MAX_LISTED} more" if len(unknown) > _MAX_LISTED else ""
-        raise ConfigError(f"{where}: unknown setting(s) {listed}{more}")
+        raise error(f"{where}: unknown setting(s) {listed}{more}")
+
+
+def make_config(values: Mapping[str, Any], where: str = "config") -> EdgeConfig:
+    """Build a config from a mapping; unknown keys and wrong types are refused."""
+    by_name = {f.name: f for f in fields(EdgeConfig)}
+    refuse_unknown(values, by_name, where)
     checked: dict[str, Any] = {}
     for name, value in values.items():
         try:

@@ -13,7 +13,6 @@ from train_fixtures import write_ckplus, write_ferg, write_folder_set, write_ima
 
 from ferlite.edge.contract import INPUT_SIZE, LABELS
 from ferlite.train import faces as faces_mod
-from ferlite.train.config import ConfigError, parse_args
 from ferlite.train.data import DataError, DataSource, Sample, read_ckplus, read_ferg, read_folder
 from ferlite.train.faces import FaceDecoder, load_faces
 from ferlite.train.labels import ClassMapError, LabelMapper, parse_class_map
@@ -237,21 +236,6 @@ def test_prepare_merges_sets_drops_duplicates_and_writes_manifest(tmp_path):
     assert len(rows) == len(prepared.samples)
     assert {r["status"] for r in rows} >= {"ok", "unreadable"}
     assert {r["dataset"] for r in rows} == {"set", "ferg"}
-
-
-def test_config_toml_mirrors_flags(tmp_path):
-    config = tmp_path / "run.toml"
-    config.write_text('data = ["crops:a=/x"]\nepochs = 3\nval-fraction = 0.3\nout = "runs/a"\n')
-    args = parse_args(["--config", str(config), "--epochs", "5", "--data", "crops:b=/y"])
-    assert args.epochs == 5 and args.val_fraction == 0.3 and args.out == Path("runs/a")
-    assert args.data == ["crops:a=/x", "crops:b=/y"]
-    assert args.batch_size == 62
-    config.write_text("epochs = 3\nlearning_rte = 0.1\n")
-    with pytest.raises(ConfigError, match="learning_rte"):
-        parse_args(["--config", str(config)])
-    config.write_text("epochs = [\n")
-    with pytest.raises(ConfigError):
-        parse_args(["--config", str(config)])
 
 
 def test_decoder_matches_edge_preprocessing(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import importlib.util
@@ -11,6 +10,7 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 from ferlite.edge.contract import INPUT_SIZE, LABELS, PREPROCESS_VERSION
 from ferlite.edge.errors import FerliteError, UsageError
 
-from .config import PATH_OPTIONS, default_cache, int_list, parse_args
+from .config import TrainConfig, default_cache, load_config, read_command_line, resumed
 from .data import DataSource
 from .labels import LabelMapper, parse_class_map
 from .splits import read_subject_list
@@ -28,11 +28,6 @@ log = logging.getLogger("ferlite.train")
 
 EXIT_BAD_INPUT = 2
 RUN_FILE = "run.json"
-_SAVED = ("data", "class_map", "faces", "subject_regex", "split", "val_fraction",
-          "test_fraction", "test_subjects", "seed", "width", "filters", "dense", "dropout",
-          "epochs", "batch_size", "learning_rate", "patience", "no_class_weights", "no_augment",
-          "augment", "init", "repeat", "select", "label_smoothing", "class_weight_power",
-          "targets", "limit")
 
 
 _FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
@@ -58,18 +53,19 @@ def _log_to_run(out: Path) -> None:
     logging.getLogger().addHandler(handler)
 
 
-def _check_out(args: argparse.Namespace) -> None:
+def _check_out(config: TrainConfig) -> None:
     """A finished or running run is never replaced by accident."""
-    if args.resume or args.overwrite or not args.out.exists():
+    out = config.run_folder
+    if config.resume or config.overwrite or not out.exists():
         return
-    if not args.out.is_dir():
-        raise UsageError(f"--out {args.out}: exists and is not a folder")
-    if any(args.out.iterdir()):
-        raise UsageError(f"--out {args.out} already holds a run: continue it with --resume, "
+    if not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    if any(out.iterdir()):
+        raise UsageError(f"--out {out} already holds a run: continue it with --resume, "
                          f"or give a new --out (--overwrite replaces it)")
 
 
-def _per_name(entries: list[str], flag: str) -> dict[str, str]:
+def _per_name(entries: Sequence[str], flag: str) -> dict[str, str]:
     result = {}
     for entry in entries:
         name, sep, value = entry.partition("=")
@@ -79,15 +75,14 @@ def _per_name(entries: list[str], flag: str) -> dict[str, str]:
     return result
 
 
-def build_sources(args: argparse.Namespace) -> list[DataSource]:
-    sources = [DataSource.parse(text) for text in args.data]
+def build_sources(config: TrainConfig) -> list[DataSource]:
+    sources = [DataSource.parse(text) for text in config.data]
     if not sources:
         raise UsageError("no data: give at least one --data KIND[:NAME]=PATH")
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise UsageError(f"data set names must differ, got {names}: use --data KIND:NAME=PATH")
-    faces, regexes = _per_name(args.faces, "--faces"), _per_name(args.subject_regex,
-                                                                  "--subject-regex")
+    faces, regexes = _per_name(config.faces, "--faces"), _per_name(config.subject_regex, "--subject-regex")
     for name in {*faces, *regexes} - set(names):
         raise UsageError(f"--faces/--subject-regex name {name!r} is not one of {names}")
     out = []
@@ -103,22 +98,16 @@ def build_sources(args: argparse.Namespace) -> list[DataSource]:
     return out
 
 
-def _resolve_resume(args: argparse.Namespace) -> argparse.Namespace:
-    """--resume: the run's saved options; only --epochs (and paths to caches) may change."""
+def _resume(config: TrainConfig, typed: Sequence[str]) -> TrainConfig:
+    """--resume: the run's saved options; only --epochs (and how this invocation runs) may change."""
+    path = config.run_folder / RUN_FILE
     try:
-        saved = json.loads((args.out / RUN_FILE).read_text())["options"]
-    except (OSError, ValueError, KeyError) as e:
-        raise UsageError(f"{args.out / RUN_FILE}: cannot resume ({e})") from e
-    merged = vars(args) | {k: v for k, v in saved.items() if k != "epochs" or "epochs" not in
-                           args.explicit}
-    for key in PATH_OPTIONS:
-        if merged.get(key):
-            merged[key] = Path(merged[key])
-    return argparse.Namespace(**merged)
-
-
-def _options_json(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in _SAVED}
+        saved = json.loads(path.read_text())["options"]
+        if not isinstance(saved, dict):
+            raise ValueError("options is not a table")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{path}: cannot resume ({e})") from e
+    return resumed(config, saved, typed, str(path))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,54 +117,55 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fer-train: error: fer-train needs the training extra ({missing} is not installed): "
               f"pip install 'ferlite[train]'", file=sys.stderr)
         return EXIT_BAD_INPUT
-    created = False
+    created: Path | None = None
     try:
-        args = parse_args(argv)
-        if args.out is None:
-            raise UsageError("--out is required")
-        _check_out(args)
-        if args.resume:
-            args = _resolve_resume(args)
-        _setup_logging(args.log_level)
-        created = not args.out.exists()
-        return run(args)
+        config_file, typed = read_command_line(argv)
+        config = load_config(config_file, typed)
+        _check_out(config)
+        if config.resume:
+            config = _resume(config, list(typed))
+        _setup_logging(config.log_level)
+        if not config.run_folder.exists():
+            created = config.run_folder
+        return run(config)
     except FerliteError as e:
-        if created:  # a run that fails on bad input leaves no folder behind
-            shutil.rmtree(args.out, ignore_errors=True)
+        if created is not None:  # a run that fails on bad input leaves no folder behind
+            shutil.rmtree(created, ignore_errors=True)
         print(f"fer-train: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 
-def run(args: argparse.Namespace) -> int:
+def run(config: TrainConfig) -> int:
     from .prepare import SplitConfig, prepare, side_sizes
     from .splits import write_manifest
 
-    sources = build_sources(args)
-    repeats = _repeats(args.repeat, {s.name for s in sources})  # fail before decoding anything
-    if args.init is not None and not args.init.is_file():
-        raise UsageError(f"--init {args.init}: no such model file")
-    mapper = LabelMapper(parse_class_map(args.class_map))
-    test_subjects = read_subject_list(args.test_subjects) if args.test_subjects else None
-    split = SplitConfig(args.split, args.val_fraction, args.test_fraction, test_subjects,
-                         args.seed)
-    cache = None if args.no_cache else (args.cache or default_cache())
-    args.out.mkdir(parents=True, exist_ok=True)
-    if not args.dry_run:
-        _log_to_run(args.out)
-    prepared = prepare(sources, mapper, split, cache, args.workers, limit=args.limit, seed=args.seed)
-    write_manifest(args.out / "manifest.csv", prepared.samples, prepared.sides, prepared.statuses)
+    out = config.run_folder
+    sources = build_sources(config)
+    repeats = _repeats(config.repeat, {s.name for s in sources})  # fail before decoding anything
+    if config.init is not None and not config.init.is_file():
+        raise UsageError(f"--init {config.init}: no such model file")
+    mapper = LabelMapper(parse_class_map(config.class_map))
+    test_subjects = read_subject_list(config.test_subjects) if config.test_subjects else None
+    split = SplitConfig(config.split, config.val_fraction, config.test_fraction, test_subjects,
+                        config.seed)
+    cache = None if config.no_cache else (config.cache or default_cache())
+    out.mkdir(parents=True, exist_ok=True)
+    if not config.dry_run:
+        _log_to_run(out)
+    prepared = prepare(sources, mapper, split, cache, config.workers, limit=config.limit, seed=config.seed)
+    write_manifest(out / "manifest.csv", prepared.samples, prepared.sides, prepared.statuses)
     sizes = side_sizes(prepared)
     print(f"data: {sizes['train']} train, {sizes['val']} val, {sizes['test']} test faces; "
-          f"manifest {args.out / 'manifest.csv'}")
-    if args.write_test_subjects:
-        _write_test_subjects(args.write_test_subjects, prepared)
-    framing = _measure_framing(prepared, args.seed)
-    _write_run_file(args, prepared, framing)
-    if args.dry_run:
+          f"manifest {out / 'manifest.csv'}")
+    if config.write_test_subjects:
+        _write_test_subjects(config.write_test_subjects, prepared)
+    framing = _measure_framing(prepared, config.seed)
+    _write_run_file(config, prepared, framing)
+    if config.dry_run:
         return 0
     if sizes["train"] == 0:
         raise UsageError("no training faces after the split")
-    return _train_and_report(args, prepared, repeats)
+    return _train_and_report(config, prepared, repeats)
 
 
 def _write_test_subjects(path: Path, prepared: Any) -> None:
@@ -204,11 +194,11 @@ def _measure_framing(prepared: Any, seed: int) -> dict[str, Any]:
     return {**overall, "per_dataset": per_set}
 
 
-def _write_run_file(args: argparse.Namespace, prepared: Any, framing: dict[str, Any]) -> None:
+def _write_run_file(config: TrainConfig, prepared: Any, framing: dict[str, Any]) -> None:
     from ferlite.edge.atomic import atomic_write
 
     info = {
-        "options": _options_json(args),
+        "options": config.options(),
         "labels": list(LABELS), "input_size": list(INPUT_SIZE),
         "preprocess_version": PREPROCESS_VERSION,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -216,10 +206,10 @@ def _write_run_file(args: argparse.Namespace, prepared: Any, framing: dict[str, 
         "counts": prepared.counts(),
         "framing": framing,
     }
-    atomic_write(args.out / RUN_FILE, (json.dumps(info, indent=2) + "\n").encode())
+    atomic_write(config.run_folder / RUN_FILE, (json.dumps(info, indent=2) + "\n").encode())
 
 
-def _train_and_report(args: argparse.Namespace, prepared: Any,
+def _train_and_report(config: TrainConfig, prepared: Any,
                       repeats: dict[tuple[str, str | None], int]) -> int:
     from . import _tf
 
@@ -229,25 +219,25 @@ def _train_and_report(args: argparse.Namespace, prepared: Any,
     from .model import Architecture, build_model
     from .report import compute_metrics, predict_labels, write_report
 
-    arch = Architecture.scaled(args.width, int_list(args.filters), int_list(args.dense),
-                               args.dropout)
+    out = config.run_folder
+    arch = Architecture.scaled(config.width, config.filters, config.dense, config.dropout)
     params = build_model(arch).count_params()
     print(f"model: hybrid CNN, {params:,} parameters, filters {list(arch.filters)}, "
           f"dense {list(arch.dense)}")
     opts = FitConfig(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        patience=args.patience, class_weights=not args.no_class_weights, seed=args.seed,
-        augmentation=None if args.no_augment else Augmentation().scaled(args.augment),
-        init=args.init, select=args.select, label_smoothing=args.label_smoothing,
-        class_weight_power=args.class_weight_power, progress_every_s=args.progress_every,
+        epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+        patience=config.patience, class_weights=not config.no_class_weights, seed=config.seed,
+        augmentation=None if config.no_augment else Augmentation().scaled(config.augment),
+        init=config.init, select=config.select, label_smoothing=config.label_smoothing,
+        class_weight_power=config.class_weight_power, progress_every_s=config.progress_every,
     )
-    votes = args.targets == "votes"
+    votes = config.targets == "votes"
     faces, labels, datasets = prepared.side("train")
     index = repeat_index(labels, datasets, repeats)
     train = faces[index], labels[index], prepared.targets("train", votes)[index]
     val = (*prepared.side("val"), prepared.targets("val", votes))
-    result = fit(arch, opts, args.out, train, val if len(val[1]) else None, args.resume)
-    atomic_save_model(result.model, args.out / "model.keras")
+    result = fit(arch, opts, out, train, val if len(val[1]) else None, config.resume)
+    atomic_save_model(result.model, out / "model.keras")
     sides = {}
     for side in ("val", "test"):
         faces, labels, datasets = prepared.side(side)
@@ -255,18 +245,18 @@ def _train_and_report(args: argparse.Namespace, prepared: Any,
             sides[side] = compute_metrics(labels, predict_labels(result.model, faces), datasets)
     history = result.history
     metrics = {
-        "run": args.out.name, "labels": list(LABELS),
+        "run": out.name, "labels": list(LABELS),
         "primary": "test" if "test" in sides else ("val" if "val" in sides else None),
         "sides": sides, "counts": prepared.counts(),
         "model": {"params": params, "architecture": arch.to_dict()},
         "training": _training_summary(history, result.best_epoch, len(train[1])),
     }
-    write_report(args.out, metrics, history)
-    _print_summary(args.out, metrics)
+    write_report(out, metrics, history)
+    _print_summary(out, metrics)
     return 0
 
 
-def _repeats(entries: list[str], names: set[str]) -> dict[tuple[str, str | None], int]:
+def _repeats(entries: Sequence[str], names: set[str]) -> dict[tuple[str, str | None], int]:
     """--repeat NAME=K or NAME/LABEL=K -> {(name, label or None): K}."""
     repeats: dict[tuple[str, str | None], int] = {}
     for key, value in _per_name(entries, "--repeat").items():

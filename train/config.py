@@ -1,28 +1,201 @@
-"""fer-train's command line and its TOML mirror (keys are the long flags, `-` or `_`)."""
+"""fer-train's settings: one frozen, typed TrainConfig, loaded from a TOML file (keys are the long flags,
+`-` or `_`; unknown keys refused), then overridden by only the flags that were typed."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
-from ferlite.edge.errors import ConfigError
+from ferlite.edge.config import coerce_value, read_toml, refuse_unknown, short
+from ferlite.edge.errors import ConfigError, UsageError
 
 from .splits import SPLIT_MODES
 
 SELECT_MODES = ("accuracy", "dataset-mean")
 TARGET_MODES = ("votes", "majority")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def default_cache() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "ferlite" / "faces"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every fer-train setting with its type and its one default: the flags, the TOML keys, the help
+    texts and run.json's options all come from these fields."""
+
+    # data
+    data: tuple[str, ...] = ()  # KIND[:NAME]=PATH
+    class_map: tuple[str, ...] = ()  # SOURCE=LABEL
+    faces: tuple[str, ...] = ()  # NAME=whole|detect
+    subject_regex: tuple[str, ...] = ()  # NAME=REGEX
+    cache: Path | None = None  # None: default_cache()
+    no_cache: bool = False
+    workers: int | None = None  # None: all CPUs
+    limit: int | None = None  # at most this many images per class of each set and side (0, None: all)
+    # split
+    split: str = "subject"
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    test_subjects: Path | None = None
+    write_test_subjects: Path | None = None
+    seed: int = 0
+    # model
+    width: float = 1.0
+    filters: tuple[int, ...] | None = None  # None: the model's default filters times width
+    dense: tuple[int, ...] | None = None
+    dropout: float = 0.4
+    # training
+    out: Path | None = None  # required, checked by fer-train (a config may be made without it)
+    epochs: int = 40
+    batch_size: int = 62
+    learning_rate: float = 1e-3
+    patience: int = 10
+    no_class_weights: bool = False
+    class_weight_power: float = 1.0
+    targets: str = "votes"
+    no_augment: bool = False
+    augment: float = 1.0
+    label_smoothing: float = 0.0
+    init: Path | None = None
+    repeat: tuple[str, ...] = ()  # NAME[/LABEL]=K
+    select: str = "accuracy"
+    overwrite: bool = False
+    progress_every: float = 60.0
+    log_level: str = "INFO"
+    resume: bool = False
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+    @property
+    def run_folder(self) -> Path:
+        """--out; UsageError when it was not given."""
+        if self.out is None:
+            raise UsageError("--out is required")
+        return self.out
+
+    def options(self) -> dict[str, Any]:
+        """What this run trains, as JSON values: run.json's `options`, which --resume reads back."""
+        return {name: _to_json(getattr(self, name)) for name in _FIELDS if name not in NOT_SAVED}
+
+
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+# Every default, once (the help texts and FitConfig read them from here).
+DEFAULTS: Mapping[str, Any] = {name: f.default for name, f in _FIELDS.items()}
+# How this invocation runs rather than what it trains: not saved in run.json, not taken from it by --resume.
+NOT_SAVED = frozenset({"cache", "no_cache", "workers", "write_test_subjects", "out", "overwrite",
+                       "progress_every", "log_level", "resume", "dry_run"})
+_LISTS = tuple(name for name, f in _FIELDS.items() if f.type == "tuple[str, ...]")
+# Inclusive ranges (the two fractions must also sum to less than 1).
+_RANGES: dict[str, tuple[float, float]] = {
+    "workers": (1, 1024), "limit": (0, 2**62), "val_fraction": (0.0, 1.0), "test_fraction": (0.0, 1.0),
+    "width": (0.01, 64.0), "dropout": (0.0, 0.99), "epochs": (1, 100_000), "batch_size": (1, 1 << 20),
+    "learning_rate": (1e-12, 10.0), "patience": (0, 100_000), "class_weight_power": (0.0, 10.0),
+    "augment": (0.0, 10.0), "label_smoothing": (0.0, 0.99), "progress_every": (0.0, 86400.0),
+}
+_CHOICES = {"split": SPLIT_MODES, "targets": TARGET_MODES, "select": SELECT_MODES}
+
+
+def _check(config: TrainConfig) -> None:
+    for name, (low, high) in _RANGES.items():
+        value = getattr(config, name)
+        if value is not None and not (math.isfinite(value) and low <= value <= high):
+            raise ConfigError(f"{name} must be within {low}..{high}, got {short(value)}")
+    if config.val_fraction + config.test_fraction >= 1:
+        raise ConfigError("val_fraction + test_fraction must be below 1")
+    for name, choices in _CHOICES.items():
+        if getattr(config, name) not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {short(getattr(config, name))}")
+    if config.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {short(config.log_level)}")
+    for name in ("filters", "dense"):
+        sizes = getattr(config, name)
+        if sizes is not None and (not sizes or min(sizes) < 1):
+            raise ConfigError(f"{name} must be whole numbers of at least 1, got {short(sizes)}")
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """A TOML, run.json or flag value, checked against its field's type (ConfigError naming it)."""
+    annotation = str(_FIELDS[name].type)
+    base = annotation.replace("| None", "").strip()
+    if value is None and "None" in annotation:
+        return None
+    if base == "tuple[str, ...]":  # a list; a single string is a list of one
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{name} must be a list of strings, got {short(value)}")
+        return tuple(items)
+    if base == "tuple[int, ...]":  # "32,64,128" or [32, 64, 128]
+        return _int_tuple(name, value)
+    if base == "Path":
+        text = coerce_value(name, value, "str")
+        if not text.strip():
+            raise ConfigError(f"{name} must not be empty (leave it out for the default)")
+        return Path(text)
+    return coerce_value(name, value, annotation)
+
+
+def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        if not isinstance(items, list) or any(isinstance(v, (bool, float)) for v in items):
+            raise ValueError
+        return tuple(int(v) for v in items if not isinstance(v, str) or v.strip())
+    except ValueError as e:
+        raise ConfigError(f"{name} must be comma-separated whole numbers (e.g. 32,64), got {short(value)}") from e
+
+
+def _checked(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Keys as the long flags (`-` or `_`), unknown ones refused; each value checked against its type."""
+    refuse_unknown(values, {*_FIELDS, *(name.replace("_", "-") for name in _FIELDS)}, where)
+    try:
+        return {key.replace("-", "_"): _coerce(key.replace("-", "_"), value) for key, value in values.items()}
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from e
+
+
+def _replace(config: TrainConfig, values: Mapping[str, Any], where: str) -> TrainConfig:
+    try:
+        return dataclasses.replace(config, **values)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from e
+
+
+def load_config(path: str | os.PathLike[str] | None, overrides: Mapping[str, Any]) -> TrainConfig:
+    """Defaults, then the TOML file (if any), then only the settings typed on the command line
+    (`overrides`, named as the fields); list settings add the typed items to the file's."""
+    config = TrainConfig()
+    if path is not None:
+        config = _replace(config, _checked(read_toml(path), str(path)), str(path))
+    typed = _checked(overrides, "command line")
+    for name in _LISTS:
+        if name in typed:
+            typed[name] = getattr(config, name) + typed[name]
+    return _replace(config, typed, "command line")
+
+
+def resumed(config: TrainConfig, saved: Mapping[str, Any], typed: Sequence[str], where: str) -> TrainConfig:
+    """--resume: the saved run's options (run.json's `options`, read from `where`) replace what this
+    command line and its config file say, except epochs when it was typed (to train longer)."""
+    options = {key: value for key, value in saved.items() if not (key == "epochs" and "epochs" in typed)}
+    refuse_unknown(options, set(_FIELDS) - NOT_SAVED, where)
+    return _replace(config, _checked(options, where), where)
 
 
 DESCRIPTION = """\
@@ -59,30 +232,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fer-train", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,  # only what was typed overrides the config file
     )
-    p.add_argument("--config", type=Path, help="TOML file; its keys mirror these flags")
+    p.add_argument("--config", dest="config_file", metavar="FILE",
+                   help="TOML file; its keys mirror these flags (flags win, list flags add)")
     g = p.add_argument_group("data")
-    _add(g, "--data", action="append", metavar="KIND[:NAME]=PATH",
-                   help="a data set (repeatable)")
+    _add(g, "--data", action="append", metavar="KIND[:NAME]=PATH", help="a data set (repeatable)")
     _add(g, "--class-map", action="append", metavar="SOURCE=LABEL",
-                   help="map a class name to a label or 'drop' (repeatable)")
+         help="map a class name to a label or 'drop' (repeatable)")
     _add(g, "--faces", action="append", metavar="NAME=whole|detect",
-                   help="override how a set's faces are found (repeatable)")
+         help="override how a set's faces are found (repeatable)")
     _add(g, "--subject-regex", action="append", metavar="NAME=REGEX",
-                   help="subject ID from file names of a folder/crops set; group 1 (repeatable)")
-    _add(g, "--cache", type=Path, help=f"face cache folder (default {default_cache()})")
+         help="subject ID from file names of a folder/crops set; group 1 (repeatable)")
+    _add(g, "--cache", metavar="FOLDER", help=f"face cache folder (default {default_cache()})")
     _add(g, "--no-cache", action="store_true", help="decode every image, cache nothing")
-    _add(g, "--workers", type=int, help="decoding threads (default: all CPUs)")
+    _add(g, "--workers", type=int, metavar="N", help="decoding threads (default: all CPUs)")
     _add(g, "--limit", type=int, metavar="N",
-                   help="at most N images per class of each data set and side (a quick smoke run)")
+         help="at most N images per class of each data set and side (a quick smoke run)")
     s = p.add_argument_group("split")
-    _add(s, "--split", choices=SPLIT_MODES, help="subject-independent (default) or random")
-    _add(s, "--val-fraction", type=float, help="validation share of unsplit data")
-    _add(s, "--test-fraction", type=float, help="test share of unsplit data")
-    _add(s, "--test-subjects", type=Path, metavar="FILE",
-                   help="subjects (one per line, e.g. S005) always on the test side")
-    _add(s, "--write-test-subjects", type=Path, metavar="FILE",
-                   help="write the test side's subjects to FILE (with --test-fraction)")
+    _add(s, "--split", choices=SPLIT_MODES, help="subject-independent or random")
+    _add(s, "--val-fraction", type=float, metavar="F", help="validation share of unsplit data")
+    _add(s, "--test-fraction", type=float, metavar="F", help="test share of unsplit data")
+    _add(s, "--test-subjects", metavar="FILE",
+         help="subjects (one per line, e.g. S005) always on the test side")
+    _add(s, "--write-test-subjects", metavar="FILE",
+         help="write the test side's subjects to FILE (with --test-fraction)")
     _add(s, "--seed", type=int, help="split, shuffle and init seed")
     m = p.add_argument_group("model")
     _add(m, "--width", type=float, help="multiplier of the default filters and units")
@@ -90,106 +264,55 @@ def build_parser() -> argparse.ArgumentParser:
     _add(m, "--dense", help="two hidden dense sizes, e.g. 256,128")
     _add(m, "--dropout", type=float, help="dropout after each hidden dense layer")
     t = p.add_argument_group("training")
-    _add(t, "--out", type=Path, help="run folder (required)")
+    _add(t, "--out", metavar="FOLDER", help="run folder (required)")
     _add(t, "--epochs", type=int, help="epochs")
-    _add(t, "--batch-size", type=int, help="batch size")
-    _add(t, "--learning-rate", type=float, help="Adam learning rate")
-    _add(t, "--patience", type=int, help="early stopping patience in epochs")
+    _add(t, "--batch-size", type=int, metavar="N", help="batch size")
+    _add(t, "--learning-rate", type=float, metavar="LR", help="Adam learning rate")
+    _add(t, "--patience", type=int, metavar="EPOCHS", help="early stopping patience in epochs")
     _add(t, "--no-class-weights", action="store_true", help="no balanced class weights")
     _add(t, "--class-weight-power", type=float, metavar="P",
-                   help="class weights = balanced ** P (1 balanced; 0.5 square root)")
+         help="class weights = balanced ** P (1 balanced; 0.5 square root)")
     _add(t, "--targets", choices=TARGET_MODES,
-                   help="FER+ faces: train on the vote distribution (votes, default) or on "
-                        "the majority label (one-hot)")
+         help="FER+ faces: train on the vote distribution (votes) or on the majority label (one-hot)")
     _add(t, "--no-augment", action="store_true", help="no data augmentation")
     _add(t, "--augment", type=float, metavar="FACTOR",
-                   help="scale the augmentation ranges (1: shift/shear/zoom 10%%, rotation 10 deg)")
+         help="scale the augmentation ranges (1: shift/shear/zoom 10%%, rotation 10 deg)")
     _add(t, "--label-smoothing", type=float, metavar="EPS",
-                   help="label smoothing; keeps logits small, which int8 resolves better")
-    _add(t, "--init", type=Path, metavar="MODEL",
-                   help="start from this .keras model's weights (fine-tuning; same architecture)")
+         help="label smoothing; keeps logits small, which int8 resolves better")
+    _add(t, "--init", metavar="MODEL",
+         help="start from this .keras model's weights (fine-tuning; same architecture)")
     _add(t, "--repeat", action="append", metavar="NAME[/LABEL]=K",
-                   help="show a data set's training faces (of one label) K times per epoch "
-                        "(repeatable; NAME/LABEL wins over NAME)")
+         help="show a data set's training faces (of one label) K times per epoch "
+              "(repeatable; NAME/LABEL wins over NAME)")
     _add(t, "--select", choices=SELECT_MODES,
-                   help="validation measure for the best checkpoint and early stopping: "
-                        "overall accuracy (default) or the mean of the per-data-set accuracies")
+         help="validation measure for the best checkpoint and early stopping: "
+              "overall accuracy or the mean of the per-data-set accuracies")
     _add(t, "--overwrite", action="store_true",
-                   help="replace the run already in --out (default: refuse)")
+         help="replace the run already in --out (default: refuse)")
     _add(t, "--progress-every", type=float, metavar="S",
-                   help="a progress log line every S seconds inside an epoch")
-    _add(t, "--log-level", help="DEBUG | INFO (default) | WARNING")
+         help="a progress log line every S seconds inside an epoch")
+    _add(t, "--log-level", metavar="LEVEL", help=" | ".join(LOG_LEVELS[:3]))
     _add(t, "--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint (its saved options)")
+         help="continue the run in --out from its last checkpoint (its saved options)")
     _add(t, "--dry-run", action="store_true",
-                   help="read, decode and split the data, write the manifest, do not train")
+         help="read, decode and split the data, write the manifest, do not train")
     return p
 
 
-def _add(group: Any, *flags: str, **kwargs: Any) -> None:
-    """add_argument, with the default (from DEFAULTS, the one place it is written) in the help."""
-    dest = flags[0].lstrip("-").replace("-", "_")
-    default = DEFAULTS.get(dest)
-    if kwargs.get("help") and default is not None and not isinstance(default, list):
+def _add(group: Any, flag: str, **kwargs: Any) -> None:
+    """add_argument for a TrainConfig field, with the field's default in the help."""
+    default = DEFAULTS[flag.lstrip("-").replace("-", "_")]
+    if default is not None and not isinstance(default, (bool, tuple)):
         kwargs["help"] += f" (default {default})"
-    group.add_argument(*flags, **kwargs)
+    group.add_argument(flag, **kwargs)
 
 
-# Every fer-train default, once: the help texts, the TOML merge and FitConfig read them from here.
-DEFAULTS: dict[str, Any] = {
-    "data": [], "class_map": [], "faces": [], "subject_regex": [], "split": "subject",
-    "val_fraction": 0.2, "test_fraction": 0.0, "seed": 0, "width": 1.0, "dropout": 0.4,
-    "epochs": 40, "batch_size": 62, "augment": 1.0, "learning_rate": 1e-3, "patience": 10,
-    "repeat": [], "select": "accuracy", "label_smoothing": 0.0, "class_weight_power": 1.0,
-    "targets": "votes", "progress_every": 60.0, "log_level": "INFO",
-}
-_LISTS = ("data", "class_map", "faces", "subject_regex", "repeat")
-PATH_OPTIONS = ("out", "cache", "test_subjects", "write_test_subjects", "init")
-_NOT_IN_TOML = {"config", "help"}
+def read_command_line(argv: Sequence[str] | None = None) -> tuple[str | None, dict[str, Any]]:
+    """(the --config file or None, the settings typed on the command line, named as the fields)."""
+    typed = dict(vars(build_parser().parse_args(argv)))
+    return typed.pop("config_file", None), typed
 
 
-def load_toml(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: unreadable config ({e})") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: bad TOML ({e})") from e
-    known = set(vars(parser.parse_args([]))) - _NOT_IN_TOML
-    values = {key.replace("-", "_"): value for key, value in raw.items()}
-    unknown = sorted(k for k in values if k not in known)
-    if unknown:
-        raise ConfigError(f"{path}: unknown keys {unknown}")
-    for key in _LISTS:
-        if key in values and isinstance(values[key], str):
-            values[key] = [values[key]]
-    return values
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Flags > TOML > defaults; list flags add to the TOML lists."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    config = load_toml(args.config, parser) if args.config else {}
-    merged: dict[str, Any] = {}
-    for key, value in vars(args).items():
-        if key in _LISTS:
-            merged[key] = [*config.get(key, []), *(value or [])]
-        elif value is None or value is False:
-            merged[key] = config.get(key, DEFAULTS.get(key, value))
-        else:
-            merged[key] = value
-    for key in PATH_OPTIONS:
-        if merged.get(key) is not None:
-            merged[key] = Path(merged[key])
-    merged["explicit"] = sorted(k for k, v in vars(args).items() if v not in (None, False, []))
-    return argparse.Namespace(**merged)
-
-
-def int_list(text: str | list[int] | None) -> list[int] | None:
-    if text is None or isinstance(text, list):
-        return text
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as e:
-        raise ConfigError(f"expected comma-separated integers, got {text!r}") from e
+def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    """The command line's config: the --config file, overridden by the flags that were typed."""
+    return load_config(*read_command_line(argv))

@@ -15,9 +15,11 @@ import keras
 
 from ferlite.edge.contract import INPUT_SIZE, LABELS
 
+from .config import DEFAULTS
+
 DEFAULT_FILTERS = (32, 64, 128, 128, 256)
 DEFAULT_DENSE = (256, 128)  # two hidden dense layers; the third is the 6-way softmax
-DEFAULT_DROPOUT = 0.4
+DEFAULT_DROPOUT: float = DEFAULTS["dropout"]  # fer-train's --dropout default, written once there
 
 
 @dataclass(frozen=True)
