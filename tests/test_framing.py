@@ -39,6 +39,38 @@ def test_measured_margin_recovers_how_crops_were_framed(astronaut, margin):
     assert framing.margin == pytest.approx(margin, abs=0.04)
 
 
+class _WidthByBrightness(HaarDetector):
+    """A box of 50% of the image for dark crops, 75% for bright ones; counts the crops it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def detect(self, image, min_size=None, max_size=None):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        side = image.shape[1]
+        width = side // 2 if image[0, 0] < 128 else side * 3 // 4
+        return [((side - width) // 2, (side - width) // 2, width, width)]
+
+
+def test_framing_per_set_runs_haar_once_per_face_and_weighs_sets_by_size():
+    from ferlite.train.framing import measure_framing, measure_framing_per_set
+
+    faces = np.concatenate([np.full((900, 48, 48), 20, np.uint8), np.full((100, 48, 48), 230, np.uint8)])
+    names = ["big"] * 900 + ["small"] * 100
+    detector = _WidthByBrightness()
+    overall, per_set = measure_framing_per_set(faces, names, detector, limit=60, seed=1)
+    assert detector.calls == 120  # each set's 60 faces once; the overall sample is a part of them
+    assert (per_set["big"].box_width, per_set["small"].box_width) == (0.5, 0.75)
+    assert (per_set["big"].faces, per_set["small"].faces, overall.faces) == (60, 60, 60)
+    # Overall, a set counts by its size (9 of 10 faces are "big"), as in a sample of all the faces.
+    assert overall.box_width == 0.5 == measure_framing(faces, _WidthByBrightness(), limit=60, seed=1).box_width
+    small = faces[850:950]  # everything fits in the limit: the figures are those of every face
+    overall, per_set = measure_framing_per_set(small, names[850:950], detector, limit=600)
+    assert overall == measure_framing(small, detector, limit=600)
+    assert per_set["small"] == measure_framing(small[50:], detector, limit=600)
+
+
 class _Capture:
     """A classifier that keeps the faces it was given."""
 

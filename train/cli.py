@@ -179,15 +179,14 @@ def _write_test_subjects(path: Path, prepared: Any) -> None:
 
 def _measure_framing(prepared: Any, seed: int) -> dict[str, Any]:
     """Where the edge's Haar box sits in the training faces, per data set and over all of them."""
-    from .framing import measure_framing
+    from .framing import measure_framing_per_set
 
     faces, _, datasets = prepared.side("train")
     if not len(faces):
         return {}
-    names = np.array(datasets)
-    per_set = {name: measure_framing(faces[names == name], seed=seed).to_dict()
-               for name in sorted(set(datasets))}
-    overall = measure_framing(faces, seed=seed).to_dict()
+    pooled, sets = measure_framing_per_set(faces, datasets, seed=seed)  # Haar once per face
+    per_set = {name: framing.to_dict() for name, framing in sets.items()}
+    overall = pooled.to_dict()
     log.info("framing: Haar box = %.1f%% of a training crop, margin %.3f (%s)",
              overall["box_width"] * 100, overall["margin"],
              ", ".join(f"{k} {v['margin']:.3f}" for k, v in per_set.items()))

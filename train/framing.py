@@ -11,6 +11,7 @@ run.json and fer-convert writes it into the model's spec.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -52,20 +53,64 @@ def measure_framing(faces: np.ndarray, detector: HaarDetector | None = None, lim
 
     Returns the default margin (and says so in the log) when Haar finds too few faces.
     """
-    detector = detector or HaarDetector()
+    picked = _sample(np.arange(len(faces)), limit, np.random.default_rng(seed))
+    return framing_of(haar_boxes(faces[picked], detector))
+
+
+def measure_framing_per_set(faces: np.ndarray, datasets: Sequence[str], detector: HaarDetector | None = None,
+                            limit: int = 600, seed: int = 0) -> tuple[Framing, dict[str, Framing]]:
+    """(framing over all faces, framing of each data set), with Haar run once per face.
+
+    The overall figure is what measure_framing gives: a sample of at most `limit` of all the faces, so a
+    set counts by its size. Each set's sample holds that sample's faces of the set, topped up with
+    others of the set to at most `limit`; the overall figure reuses those boxes.
+    """
     rng = np.random.default_rng(seed)
-    picked = faces if len(faces) <= limit else faces[rng.choice(len(faces), limit, replace=False)]
-    boxes = []
-    for face in picked:
+    pooled = _sample(np.arange(len(faces)), limit, rng)
+    names = np.asarray(datasets)
+    per_set = {}
+    for name in sorted(set(datasets)):
+        members = np.flatnonzero(names == name)
+        shared = np.intersect1d(members, pooled)
+        rest = np.setdiff1d(members, shared)
+        per_set[name] = np.concatenate([shared, _sample(rest, limit - len(shared), rng)])
+    measured = np.unique(np.concatenate([pooled, *per_set.values()]))
+    boxes = haar_boxes(faces[measured], detector)
+    row = {int(index): i for i, index in enumerate(measured)}
+
+    def framing(indices: np.ndarray) -> Framing:
+        return framing_of(boxes[[row[int(index)] for index in indices]])
+
+    return framing(pooled), {name: framing(indices) for name, indices in per_set.items()}
+
+
+def _sample(indices: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """At most `limit` of `indices`, a seeded pick (all of them, in order, when they fit)."""
+    return indices if len(indices) <= limit else rng.choice(indices, limit, replace=False)
+
+
+def haar_boxes(faces: np.ndarray, detector: HaarDetector | None = None) -> np.ndarray:
+    """(n, 3): the largest Haar box in each crop (enlarged) as (width, centre x, centre y), fractions of
+    the crop; NaN where Haar found no face."""
+    detector = detector or HaarDetector()
+    boxes = np.full((len(faces), 3), np.nan)
+    for i, face in enumerate(faces):
         height, width = face.shape[:2]
         big = cv2.resize(face, (width * ENLARGE, height * ENLARGE), interpolation=cv2.INTER_CUBIC)
         found = detector.detect(big, min_size=min(height, width) * ENLARGE // 3)
         if found:
             x, y, w, h = max(found, key=lambda b: b[2] * b[3])
-            boxes.append((w / big.shape[1], (x + w / 2) / big.shape[1], (y + h / 2) / big.shape[0]))
-    if len(boxes) < MIN_FOUND:
+            boxes[i] = (w / big.shape[1], (x + w / 2) / big.shape[1], (y + h / 2) / big.shape[0])
+    return boxes
+
+
+def framing_of(boxes: np.ndarray) -> Framing:
+    """The median of haar_boxes' rows where a face was found; the default margin (logged) when fewer
+    than MIN_FOUND were."""
+    found = boxes[~np.isnan(boxes[:, 0])]
+    if len(found) < MIN_FOUND:
         log.warning("framing: Haar found faces in %d of %d crops; keeping the default margin %.2f",
-                    len(boxes), len(picked), DEFAULT_MARGIN)
-        return Framing(DEFAULT_MARGIN, 0.0, 0.5, 0.5, len(picked), len(boxes))
-    width, cx, cy = (float(v) for v in np.median(np.array(boxes), axis=0))
-    return Framing(margin_for(width), round(width, 4), round(cx, 4), round(cy, 4), len(picked), len(boxes))
+                    len(found), len(boxes), DEFAULT_MARGIN)
+        return Framing(DEFAULT_MARGIN, 0.0, 0.5, 0.5, len(boxes), len(found))
+    width, cx, cy = (float(v) for v in np.median(found, axis=0))
+    return Framing(margin_for(width), round(width, 4), round(cx, 4), round(cy, 4), len(boxes), len(found))
