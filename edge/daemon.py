@@ -1,145 +1,108 @@
-"""The frame loop: source -> pipeline -> JSON lines to the sinks. Parts come in as arguments."""
+"""fer-edge as a process: start-up (config, model, source, sinks), signals, stdout, exit codes.
+
+cli.py parses the flags and calls run(); the frame loop itself is loop.run_loop.
+"""
 
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import select
+import signal
 import stat
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
 
-from .errors import OutputError
-from .pipeline import FrameResult, Pipeline, frame_to_json
-from .sources import Closing, Frame, FrameSource, SourceError, stoppable_sleep
+import cv2
 
-log = logging.getLogger(__name__)
+from .api import build_pipeline, load_parts
+from .config import EdgeConfig, describe, load_config
+from .errors import FerliteError, OutputError, StartupError
+from .feed import FeedError, SocketFeed
+from .loop import Sink, StopFeed, run_loop
+from .notify import SystemdNotifier
+from .sources import Closing, Frame, FrameSource, ImageFilesSource, SourceError, open_source
 
-Sink = Callable[[bytes], None]
+log = logging.getLogger("ferlite.edge")
 
-
-class Notifier(Protocol):
-    def ready(self, status: str | None = None) -> None: ...
-
-    def status(self, text: str) -> None: ...
-
-    def watchdog(self) -> None: ...
-
-    def stopping(self) -> None: ...
+EXIT_OK = 0
+EXIT_BAD_START = 2
 
 
-class NullNotifier:
-    def ready(self, status: str | None = None) -> None:
-        pass
-
-    def status(self, text: str) -> None:
-        pass
-
-    def watchdog(self) -> None:
-        pass
-
-    def stopping(self) -> None:
-        pass
-
-
-class StopFeed(Exception):
-    """A sink that can no longer take output (stdout closed): stop cleanly."""
-
-
-@dataclass
-class LoopStats:
-    frames: int = 0
-    faces: int = 0
-    started: float = 0.0
-    # Why the loop ended: "source" (it ran out), "max_frames", "stop" (asked to) or "output" (closed).
-    ended: str = ""
-
-    @property
-    def fps(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.frames / elapsed if elapsed > 0 else 0.0
+def run(config_file: str | None, overrides: Mapping[str, Any], check_only: bool = False) -> int:
+    """fer-edge from its config file and the settings typed on its command line, to its exit code:
+    0 when the run ends (source done, --max-frames, SIGTERM/SIGINT, stdout's reader gone); 2 with one
+    line on stderr for every refusal (a FerliteError), never a traceback."""
+    level = str(overrides.get("log_level", "INFO")).upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    started = time.monotonic()
+    try:
+        config = load_config(config_file, overrides)
+        logging.getLogger().setLevel(config.log_level.upper())
+        if check_only:
+            return check_config(config)
+        signals = Signals()
+        signals.install()
+        _stdout_state(config)
+        code = serve(config, signals)
+    except FerliteError as e:
+        return _fail(str(e))
+    log.debug("ran %.1f s", time.monotonic() - started)
+    return code
 
 
-def frame_message(
-    index: int, source_name: str, frame: Frame, result: FrameResult
-) -> dict[str, Any]:
-    return frame_to_json(result, frame=index, ts=round(time.time(), 3), source=source_name, file=frame.file)
+class Signals:
+    """What the signal handlers asked for. Handlers only set flags; the frame loop acts on them.
 
-
-def encode(message: dict[str, Any]) -> bytes:
-    return (json.dumps(message, separators=(", ", ": ")) + "\n").encode()
-
-
-def run_loop(
-    source: FrameSource,
-    pipeline: Pipeline,
-    sinks: Sequence[Sink],
-    *,
-    max_frames: int | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-    notifier: Notifier | None = None,
-    status_every_s: float = 5.0,
-    fps_limit: float | None = None,
-    status_requested: Callable[[], bool] = lambda: False,
-    status_extra: Callable[[], str] = lambda: "",
-    on_result: Callable[[Frame, FrameResult], None] | None = None,
-) -> LoopStats:
-    """Process frames until the source ends, max_frames is reached, or should_stop() is true.
-
-    `status_requested()` true (e.g. after SIGUSR1) logs a status line at once; `status_extra()`
-    adds to every status line (readers, dropped lines). `on_result(frame, result)`, when given,
-    is called after the sinks with every frame (--annotate, fer-preview).
+    SIGTERM, SIGINT: stop (exit 0, socket removed). SIGHUP: reopen the source. SIGUSR1: log a
+    status line.
     """
-    notifier = notifier or NullNotifier()
-    stats = LoopStats(started=time.monotonic())
-    next_status = stats.started + status_every_s
-    period = 1.0 / fps_limit if fps_limit else 0.0
-    faces_now = 0
-    while True:
-        if should_stop():
-            stats.ended = "stop"
-            break
-        if max_frames is not None and stats.frames >= max_frames:
-            stats.ended = "max_frames"
-            break
-        frame_start = time.monotonic()
-        frame = source.read()
-        if frame is None:
-            stats.ended = "stop" if should_stop() else "source"
-            break
-        result = pipeline.process(frame.image)
-        line = encode(frame_message(stats.frames, source.name, frame, result))
-        try:
-            for sink in sinks:
-                sink(line)
-        except StopFeed:
-            log.info("output closed; stopping")
-            stats.ended = "output"
-            break
-        stats.frames += 1
-        if on_result is not None:
-            on_result(frame, result)
-        stats.faces += len(result.faces)
-        faces_now = len(result.faces)
-        if stats.frames == 1:
-            notifier.ready(f"first frame from {source.name}")
-        notifier.watchdog()
-        now = time.monotonic()
-        asked = status_requested()
-        if now >= next_status or asked:
-            text = f"{stats.fps:.1f} fps, {stats.frames} frames, {faces_now} faces now{status_extra()}"
-            notifier.status(text)
-            log.info("%s", text)
-            next_status = now + status_every_s
-        if period:
-            stoppable_sleep(period - (time.monotonic() - frame_start), should_stop)
-    return stats
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.reopen = False
+        self.status = False
+
+    def __call__(self) -> bool:
+        return self.stop
+
+    def interrupted(self) -> bool:
+        """For sources that wait: return to the loop to stop, or to be reopened."""
+        return self.stop or self.reopen
+
+    def reopen_pending(self) -> bool:
+        return self.reopen and not self.stop
+
+    def take_reopen(self) -> bool:
+        asked, self.reopen = self.reopen, False
+        return asked
+
+    def take_status(self) -> bool:
+        asked, self.status = self.status, False
+        return asked
+
+    def handle(self, signum: int, _frame: object) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.stop = True
+        elif signum == signal.SIGHUP:
+            self.reopen = True
+        elif signum == signal.SIGUSR1:
+            self.status = True
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            signal.signal(signum, self.handle)
 
 
 class ReopenOnRequest(Closing):
@@ -321,3 +284,162 @@ class StdoutSink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _open(config: EdgeConfig, signals: Signals, notifier: SystemdNotifier) -> FrameSource:
+    return open_source(
+        config.source,
+        loop=config.loop,
+        size=(config.frame_width, config.frame_height),
+        reopen=(config.reopen_initial_s, config.reopen_max_s),
+        should_stop=signals.interrupted,
+        on_wait=notifier.watchdog,
+        max_pixels=config.max_image_pixels,
+    )
+
+
+class SmallImageHint:
+    """Photos too small to hold a face of min_size px (e.g. a folder of 48x48 face crops) find no face:
+    say why once, and what to use instead, rather than printing empty results in silence."""
+
+    def __init__(self, min_size: int) -> None:
+        self.min_size = min_size
+        self.said = False
+
+    def __call__(self, frame: Any, result: Any) -> None:
+        width, height = result.size
+        if self.said or result.faces or min(width, height) >= 2 * self.min_size:
+            return
+        self.said = True
+        log.warning("no face found in a %dx%d image: faces smaller than min_size (%d px) are not looked for; "
+                    "if the images are face crops, use --whole-frame", width, height, self.min_size)
+
+
+def serve(config: EdgeConfig, stop: Signals) -> int:
+    """Load the model, open the source and the sinks, run the frame loop until it ends; EXIT_OK.
+
+    Raises:
+        FerliteError: the model, detector, source, socket, annotated output or stdout refused (a
+            StartupError, ModelLoadError, ModelSpecError, DetectorError or OutputError), or the
+            source gave no frame at all.
+    """
+    # OpenCV reads 0 as "no threading" and a negative number as "its default (all cores)".
+    cv2.setNumThreads(config.threads or -1)
+    notifier = SystemdNotifier.from_env()
+    runner, detector = load_parts(config)
+    with ExitStack() as stack:
+        try:
+            source = stack.enter_context(
+                ReopenOnRequest(lambda: _open(config, stop, notifier), stop.take_reopen, stop.reopen_pending)
+            )
+        except SourceError as e:
+            raise StartupError(str(e)) from e
+        sinks: list[Sink] = []
+        stdout: StdoutSink | None = None
+        if config.stdout:
+            stdout = stack.enter_context(StdoutSink(budget=config.socket_buffer))
+            sinks.append(stdout)
+        feed: SocketFeed | None = None
+        if config.socket:
+            try:
+                feed = stack.enter_context(
+                    SocketFeed(config.socket, config.socket_mode, config.socket_buffer)
+                )
+            except FeedError as e:
+                raise StartupError(str(e)) from e
+            sinks.append(feed.publish)
+        # Stills from a folder are unrelated photos: no tracking or smoothing across them.
+        temporal = not isinstance(source.source, ImageFilesSource)
+        pipeline = build_pipeline(config, runner, detector, temporal=temporal)
+        on_result: Any = None  # --annotate: imported and called only when asked for
+        if config.annotate:
+            from .annotate import AnnotateError, annotator_for
+
+            try:
+                on_result = stack.enter_context(annotator_for(config, source.source, temporal))
+            except AnnotateError as e:
+                raise StartupError(str(e)) from e
+        elif not temporal and not config.whole_frame:
+            on_result = SmallImageHint(config.min_size)
+
+        def extra() -> str:
+            text = ""
+            if feed is not None:
+                text += f", {feed.reader_count} readers, {feed.dropped} dropped"
+            if stdout is not None and stdout.dropped:
+                text += f", {stdout.dropped} stdout lines dropped"
+            return text
+
+        try:
+            stats = run_loop(
+                source, pipeline, sinks,
+                max_frames=config.max_frames,
+                should_stop=stop,
+                notifier=notifier,
+                status_every_s=config.status_every_s,
+                fps_limit=config.fps_limit,
+                status_requested=stop.take_status,
+                status_extra=extra,
+                on_result=on_result,
+            )
+        finally:
+            notifier.stopping()
+    if stdout is not None:
+        stdout.check()  # a write error met after the last frame (the queue drains on close)
+    log.info("%d frames, %d faces, %.1f fps", stats.frames, stats.faces, stats.fps)
+    if stats.ended == "source" and stats.frames == 0:
+        skipped = getattr(source.source, "skipped", 0)
+        detail = f" ({skipped} unusable image(s) skipped)" if skipped else ""
+        raise StartupError(f"{source.name}: no readable frame{detail}")
+    return EXIT_OK
+
+
+def _stdout_state(config: EdgeConfig) -> None:
+    """Before anything opens a file: with fd 1 closed, the next file opened would become stdout."""
+    try:
+        os.fstat(1)
+    except OSError as e:
+        if config.stdout:
+            raise OutputError("stdout is closed; give --no-stdout (or stdout = false) to run without it") from e
+        null = os.open(os.devnull, os.O_WRONLY)
+        if null != 1:
+            os.dup2(null, 1)
+            os.close(null)
+
+
+def _fail(message: str) -> int:
+    print(f"fer-edge: {message}", file=sys.stderr)
+    return EXIT_BAD_START
+
+
+def _emit(text: str) -> None:
+    """Print text to stdout now; OutputError if it cannot be written."""
+    out = sys.stdout
+    if out is None:
+        raise OutputError("stdout is closed")
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")  # a file name need not be UTF-8
+    try:
+        out.write(safe + "\n")
+        out.flush()
+    except (OSError, ValueError) as e:
+        _discard_stdout()
+        raise OutputError(f"stdout: cannot write ({getattr(e, 'strerror', None) or e})") from e
+
+
+def _discard_stdout() -> None:
+    """Point fd 1 at /dev/null, so that the interpreter's flush at exit does not fail again."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    except OSError:
+        pass
+
+
+def check_config(config: EdgeConfig) -> int:
+    """Load the model and detector, print the effective config; FerliteError if either fails."""
+    runner, _ = load_parts(config)
+    _emit(describe(config))
+    _emit(f"# model: {Path(runner.path)} ({runner.backend}, {runner.input_dtype.name} input)")
+    _emit("# config OK (model and detector loaded; the source is not opened by --check-config)")
+    return EXIT_OK

@@ -32,9 +32,9 @@ import numpy as np
 from .annotate import caption, draw_result
 from .api import build_pipeline, load_parts
 from .config import ConfigError, EdgeConfig, load_config
-from .daemon import run_loop
 from .detector import DetectorError
 from .errors import StartupError
+from .loop import run_loop
 from .pipeline import FrameResult
 from .runner import ModelLoadError
 from .sources import Frame, ImageFilesSource, SourceError, open_source
@@ -410,7 +410,7 @@ def serve(config: EdgeConfig, bind: tuple[str, int], quality: int, stop: Any) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import Signals  # the same signal handling as fer-edge
+    from .daemon import Signals  # the same signal handling as fer-edge
 
     args = build_parser().parse_args(argv)
     level = getattr(args, "log_level", "INFO").upper()

@@ -17,8 +17,8 @@ import ferlite.edge
 from ferlite.edge import FrameResult, InputError, Recognizer, frame_to_json
 from ferlite.edge.config import ConfigError, EdgeConfig
 from ferlite.edge.contract import LABELS
-from ferlite.edge.daemon import encode, run_loop
 from ferlite.edge.errors import FerliteError
+from ferlite.edge.loop import encode, run_loop
 from ferlite.edge.pipeline import FaceResult, TrackEvent
 from ferlite.edge.testing import ReplaySource
 
@@ -100,7 +100,7 @@ def test_the_daemon_builds_its_messages_with_frame_to_json(monkeypatch):
         calls.append(kwargs["frame"])
         return frame_to_json(*args, **kwargs)
 
-    monkeypatch.setattr("ferlite.edge.daemon.frame_to_json", counting)
+    monkeypatch.setattr("ferlite.edge.loop.frame_to_json", counting)
     lines: list[bytes] = []
     frames = [np.zeros((480, 640, 3), np.uint8)] * 3
     run_loop(ReplaySource(frames, name="fixed"), Fixed(), [lines.append])  # type: ignore[arg-type]

@@ -89,7 +89,7 @@ class _FixedDetector(HaarDetector):
 
 @pytest.mark.parametrize(("margin", "face_size"), [(0.1, 48), (0.25, 48), (0.0, 0)])
 def test_edge_crops_the_face_the_way_the_spec_says(astronaut, margin, face_size):
-    from ferlite.edge.cli import pipeline_settings
+    from ferlite.edge.api import pipeline_settings
     from ferlite.edge.pipeline import Pipeline
 
     spec = ModelSpec(margin=margin, face_size=face_size)
@@ -108,7 +108,7 @@ def test_edge_crops_the_face_the_way_the_spec_says(astronaut, margin, face_size)
 
 
 def test_config_margin_overrides_the_spec_and_says_so(caplog):
-    from ferlite.edge.cli import pipeline_settings
+    from ferlite.edge.api import pipeline_settings
 
     spec = ModelSpec(margin=0.1)
     assert pipeline_settings(EdgeConfig(), temporal=True, spec=spec).margin == 0.1

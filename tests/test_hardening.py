@@ -499,7 +499,8 @@ def test_spec_quantization_must_match_the_models_input(model_copy, capsys):
 
 
 def test_model_of_another_input_size_gets_faces_of_that_size(tmp_path, monkeypatch, restore_signals, capfd):
-    import ferlite.edge.cli as cli
+    import ferlite.edge.api as api
+    from ferlite.edge.cli import main
 
     shapes: list[tuple[int, ...]] = []
 
@@ -518,9 +519,9 @@ def test_model_of_another_input_size_gets_faces_of_that_size(tmp_path, monkeypat
                 raise ValueError(f"model takes 86x86, got {faces.shape[1:]}")
             return np.full((len(faces), 6), 1 / 6, np.float32)
 
-    monkeypatch.setattr(cli, "ModelRunner", Runner86)
+    monkeypatch.setattr(api, "ModelRunner", Runner86)  # fer-edge loads its model through the API
     folder = _gray_images(tmp_path / "f", 2)
-    assert cli.main(["--source", str(folder), "--model", str(tmp_path / "m86.tflite"), "--whole-frame",
+    assert main(["--source", str(folder), "--model", str(tmp_path / "m86.tflite"), "--whole-frame",
                      "--no-stdout", "--threads", "1"]) == 0
     assert shapes == [(86, 86), (86, 86)]
 

@@ -29,8 +29,8 @@ from measure import default_model, repo_relative, stats_ms
 
 from ferlite.edge.api import Recognizer, build_pipeline
 from ferlite.edge.config import EdgeConfig
-from ferlite.edge.daemon import encode, frame_message
 from ferlite.edge.frames import check_frame
+from ferlite.edge.loop import encode, frame_message
 
 
 def measure(frames: list[np.ndarray], model: Path, threads: int) -> dict[str, Any]:

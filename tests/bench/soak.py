@@ -50,9 +50,9 @@ def serve(args: argparse.Namespace) -> int:
 
     from ferlite.edge.api import build_pipeline
     from ferlite.edge.config import EdgeConfig
-    from ferlite.edge.daemon import run_loop
     from ferlite.edge.detector import HaarDetector
     from ferlite.edge.feed import SocketFeed
+    from ferlite.edge.loop import run_loop
     from ferlite.edge.runner import ModelRunner
     from ferlite.edge.sources import ReopeningSource
     from ferlite.edge.testing import ReplaySource
