@@ -15,8 +15,7 @@ from typing import Any
 from ferlite.edge.config import coerce_value, read_toml, refuse_unknown, short
 from ferlite.edge.errors import ConfigError, UsageError
 
-from .splits import SPLIT_MODES
-
+SPLIT_MODES = ("subject", "random")
 SELECT_MODES = ("accuracy", "dataset-mean")
 TARGET_MODES = ("votes", "majority")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -13,6 +13,7 @@ import numpy as np
 
 from ferlite.edge.contract import LABELS
 
+from .config import DEFAULTS
 from .data import DataSource, Sample, read_source
 from .faces import NO_FACE, FaceDecoder, load_faces
 from .labels import LabelMapper
@@ -23,13 +24,15 @@ log = logging.getLogger(__name__)
 DUPLICATE = "duplicate"
 
 
-@dataclass
+@dataclass(frozen=True)
 class SplitConfig:
-    mode: str = "subject"
-    val_fraction: float = 0.2
-    test_fraction: float = 0.0
+    """How fer-train splits the faces (its --split, --val-fraction, --test-fraction, --test-subjects, --seed)."""
+
+    mode: str = DEFAULTS["split"]
+    val_fraction: float = DEFAULTS["val_fraction"]
+    test_fraction: float = DEFAULTS["test_fraction"]
     test_subjects: set[str] | None = None
-    seed: int = 0
+    seed: int = DEFAULTS["seed"]
 
 
 @dataclass

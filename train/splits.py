@@ -19,12 +19,12 @@ from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import LABELS
 from ferlite.edge.errors import SplitError
 
+from .config import DEFAULTS, SPLIT_MODES
 from .data import Sample
 
 log = logging.getLogger(__name__)
 
 SIDES = ("train", "val", "test")
-SPLIT_MODES = ("subject", "random")
 
 
 def read_subject_list(path: Path) -> set[str]:
@@ -90,8 +90,9 @@ def _ensure_nonempty(
 
 
 def assign_sides(
-    samples: Sequence[Sample], *, mode: str = "subject", val_fraction: float = 0.2,
-    test_fraction: float = 0.0, test_subjects: set[str] | None = None, seed: int = 0,
+    samples: Sequence[Sample], *, mode: str = DEFAULTS["split"], val_fraction: float = DEFAULTS["val_fraction"],
+    test_fraction: float = DEFAULTS["test_fraction"], test_subjects: set[str] | None = None,
+    seed: int = DEFAULTS["seed"],
 ) -> list[str]:
     """Side of every sample: own split > fixed test subjects > subject/random split of the rest."""
     if mode not in SPLIT_MODES:
