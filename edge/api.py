@@ -56,19 +56,7 @@ def pipeline_settings(config: EdgeConfig, temporal: bool, spec: ModelSpec) -> Pi
     if config.margin is not None and config.margin != spec.margin:
         log.info("margin %.3f from the config overrides the model's %.3f", config.margin, spec.margin)
         margin = config.margin
-    return PipelineConfig(
-        whole_frame=config.whole_frame,
-        temporal=temporal,
-        detect_width=config.detect_width,
-        min_size=config.min_size,
-        full_detect_every=config.full_detect_every,
-        track_margin=config.track_margin,
-        smooth_window=config.smooth_window,
-        max_faces=config.max_faces,
-        margin=margin,
-        face_size=spec.face_size,
-        flip=config.flip,
-    )
+    return PipelineConfig(edge=config, temporal=temporal, margin=margin, face_size=spec.face_size)
 
 
 def build_pipeline(

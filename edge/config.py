@@ -44,8 +44,12 @@ class EdgeConfig:
     # Detect on the frame scaled to this width (0: as given). Shrinking pays only when min_size >= ~96:
     # below twice the cascade's 24 px window OpenCV steps 2 px at a time, and small faces are lost.
     detect_width: int = 0
-    full_detect_every: int = 5  # full-frame search at least every N frames; tracked ROIs between
-    track_margin: float = 0.5  # ROI around a known face, as a fraction of its size
+    # Video: a face that appears where the picture changed is found within this many frames (the
+    # search for new faces covers Haar's scales in this many steps; known faces are followed every frame).
+    full_detect_every: int = 5
+    search_budget: float = 0.08  # at most this share of a whole-frame search per frame for new faces
+    refresh_every: int = 90  # video: every N frames all of the picture is searched again, changed or not
+    track_margin: float = 0.3  # ROI around a known face, as a fraction of its size
     smooth_window: int = 5  # frames of scores averaged for a face's label
     max_faces: int = 8
     # None: the model spec's framing (measured on its training faces). A number overrides it.
@@ -77,6 +81,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "min_size": (1, 16384),
     "detect_width": (0, 16384),
     "full_detect_every": (1, 10_000),
+    "refresh_every": (1, 1_000_000),
     "smooth_window": (1, 1000),
     "max_faces": (1, 256),
     "max_image_pixels": (64, 1 << 30),
@@ -84,6 +89,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 _FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "scale_factor": (1.0, 3.0),  # above 1.0: a factor of 1.0 never leaves the first scale
     "track_margin": (0.0, 4.0),
+    "search_budget": (0.005, 1.0),
     "margin": (0.0, 1.0),
     "fps_limit": (0.01, 1000.0),
     "reopen_initial_s": (0.001, 3600.0),

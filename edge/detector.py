@@ -57,13 +57,22 @@ class HaarDetector:
         image: np.ndarray,
         min_size: int | None = None,
         max_size: int | None = None,
+        min_neighbors: int | None = None,
     ) -> list[Box]:
+        """Faces in an image, as (x, y, w, h) boxes in its pixels.
+
+        Args:
+            image: gray or BGR.
+            min_size, max_size: face sizes searched (px); default the detector's min_size, no maximum.
+            min_neighbors: default the detector's own; fewer finds a face known to be there at
+                fewer scales (the search around a followed face).
+        """
         gray = to_gray(image)
         side = self.min_size if min_size is None else min_size
         found = self._cascade.detectMultiScale(
             gray,
             scaleFactor=self.scale_factor,
-            minNeighbors=self.min_neighbors,
+            minNeighbors=self.min_neighbors if min_neighbors is None else min_neighbors,
             minSize=(side, side),
             maxSize=(max_size, max_size) if max_size else (0, 0),
         )

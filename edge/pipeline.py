@@ -10,18 +10,23 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from .config import EdgeConfig
 from .contract import DEFAULT_MARGIN, FACE_SIZE, INPUT_SIZE, LABELS
 from .detector import HaarDetector
 from .preprocess import Box, preprocess_faces, to_gray
-from .tracking import HAAR_WINDOW, ChangeDetector, FaceTracker, Track, suppress_nested
+from .tracking import HAAR_WINDOW, FaceTracker, Track, suppress_nested
 
 
 def scale_box(box: Box, factor: float) -> Box:
     return round(box[0] * factor), round(box[1] * factor), round(box[2] * factor), round(box[3] * factor)
 
-# A tracked face's region is shrunk until its smallest candidate face is this many px (then, if
-# nothing is found, this many).
-ROI_TARGETS = (36, 54)
+
+# A followed face's region is shrunk until its smallest candidate face is this many px (then, if
+# nothing is found, this many): Haar scans a few small images. It is searched with fewer
+# neighbours than a new face: it is known to be there, and its region holds only the few scales
+# near its size, so fewer windows can agree on it.
+ROI_TARGETS = (32, 48)
+NEAR_NEIGHBORS = 3
 
 
 class Classifier(Protocol):
@@ -132,17 +137,20 @@ def frame_to_json(
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    whole_frame: bool = False
-    temporal: bool = True  # frames follow each other (camera, video): track and smooth
-    detect_width: int = 0
-    min_size: int = 48
-    full_detect_every: int = 5
-    track_margin: float = 0.5
-    smooth_window: int = 5
-    max_faces: int = 8
-    margin: float = DEFAULT_MARGIN  # from the model's spec: frames faces as the training crops are
-    face_size: int = FACE_SIZE  # from the model's spec: the training faces' resolution
-    flip: bool = False  # average each face with its mirror image (one more inference per face)
+    """What the frame pipeline runs with: the user's settings plus what the model and the source say.
+
+    Attributes:
+        edge: detection, tracking and classification settings (EdgeConfig; its `margin` is
+            not read here: `margin` below is the one in force).
+        temporal: frames follow each other (camera, video): track and smooth. False for stills.
+        margin: framing of a face crop, from the model's spec unless the config overrides it.
+        face_size: the resolution faces pass through, from the model's spec.
+    """
+
+    edge: EdgeConfig = EdgeConfig()
+    temporal: bool = True
+    margin: float = DEFAULT_MARGIN
+    face_size: int = FACE_SIZE
 
 
 def classify(classifier: Classifier, faces: np.ndarray, flip: bool = False) -> np.ndarray:
@@ -164,21 +172,31 @@ class Pipeline:
         settings: PipelineConfig,
         input_size: tuple[int, int] = INPUT_SIZE,
     ) -> None:
-        if detector is None and not settings.whole_frame:
+        edge = settings.edge
+        if detector is None and not edge.whole_frame:
             raise ValueError("a detector is needed unless whole_frame is set")
         self.detector = detector
         self.classifier = classifier
         self.settings = settings
+        self.edge = edge
         self.input_size = input_size
         self._scale = 1.0
         self.tracker = FaceTracker(
-            self._detect_small,
-            min_size=settings.min_size,  # rescaled to the detection frame in process()
-            full_every=settings.full_detect_every,
-            roi_margin=settings.track_margin,
-            max_faces=settings.max_faces,
-            change=ChangeDetector(),
+            self._detect_region,
+            min_size=edge.min_size,  # rescaled to the detection frame in process()
+            cooldown=edge.full_detect_every,
+            roi_margin=edge.track_margin,
+            max_faces=edge.max_faces,
+            near=self._detect_small,
+            scale_factor=edge.scale_factor,
+            budget=edge.search_budget,
+            refresh_every=edge.refresh_every,
         )
+
+    def _detect_region(self, gray: np.ndarray, min_size: int, max_size: int | None) -> list[Box]:
+        """Haar over the image given at the sizes given (the search for new faces)."""
+        assert self.detector is not None
+        return self.detector.detect(gray, min_size=min_size, max_size=max_size)
 
     def _detect_small(self, gray: np.ndarray, min_size: int, max_size: int | None) -> list[Box]:
         """Full search, or a search of one region (max_size given) at the scales near one face.
@@ -194,7 +212,7 @@ class Pipeline:
         for target in ROI_TARGETS:
             shrink = min_size / target
             if shrink <= 1.25:
-                return self.detector.detect(gray, min_size=min_size, max_size=max_size)
+                return self.detector.detect(gray, min_size=min_size, max_size=max_size, min_neighbors=NEAR_NEIGHBORS)
             found = self._detect_shrunk(gray, shrink, target, max_size)
             if found:
                 break
@@ -205,12 +223,12 @@ class Pipeline:
         size = (max(1, round(gray.shape[1] / shrink)), max(1, round(gray.shape[0] / shrink)))
         small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         high = max(min_size + 1, round(max_size / shrink))
-        found = self.detector.detect(small, min_size=min_size, max_size=high)
+        found = self.detector.detect(small, min_size=min_size, max_size=high, min_neighbors=NEAR_NEIGHBORS)
         return [scale_box(box, shrink) for box in found]
 
     def _small_gray(self, gray: np.ndarray) -> np.ndarray:
         width = gray.shape[1]
-        target = self.settings.detect_width
+        target = self.edge.detect_width
         if not target or width <= target:
             self._scale = 1.0
             return gray
@@ -223,18 +241,18 @@ class Pipeline:
         small = self._small_gray(gray)
         boxes = self._detect_small(small, self._detection_min_size(), None)
         boxes = suppress_nested(boxes)  # largest first, no box inside another face's
-        return [scale_box(b, self._scale) for b in boxes[: self.settings.max_faces]]
+        return [scale_box(b, self._scale) for b in boxes[: self.edge.max_faces]]
 
     def _detection_min_size(self) -> int:
         """min_size in the pixels of the (possibly shrunk) detection frame."""
-        return max(HAAR_WINDOW, round(self.settings.min_size / self._scale))
+        return max(HAAR_WINDOW, round(self.edge.min_size / self._scale))
 
     def process(self, image: np.ndarray) -> FrameResult:
         start = time.perf_counter()
         gray = to_gray(image)
         height, width = gray.shape[:2]
         events: list[TrackEvent] = []
-        if self.settings.whole_frame:
+        if self.edge.whole_frame:
             boxes: list[Box] = [(0, 0, width, height)]
             tracks: list[Track] = []
         elif not self.settings.temporal:
@@ -244,14 +262,14 @@ class Pipeline:
             small = self._small_gray(gray)
             self.tracker.min_size = self._detection_min_size()
             tracks, appeared, ended = self.tracker.update(small)
-            tracks = tracks[: self.settings.max_faces]
+            tracks = tracks[: self.edge.max_faces]
             boxes = [scale_box(t.box, self._scale) for t in tracks]
             events = [TrackEvent("new", i) for i in appeared]
             events += [TrackEvent("end", i) for i in ended]
         detected = time.perf_counter()
         faces = preprocess_faces(gray, boxes, margin=self.settings.margin, size=self.input_size,
                                  face_size=self.settings.face_size)
-        probs = classify(self.classifier, faces, self.settings.flip)
+        probs = classify(self.classifier, faces, self.edge.flip)
         results = [
             self._face_result(box, p, tracks[i] if tracks else None)
             for i, (box, p) in enumerate(zip(boxes, probs, strict=True))
@@ -267,9 +285,9 @@ class Pipeline:
     def _face_result(self, box: Box, probs: np.ndarray, track: Track | None) -> FaceResult:
         raw = {label: float(p) for label, p in zip(LABELS, probs, strict=True)}
         smoothed = probs
-        if track is not None and self.settings.temporal and self.settings.smooth_window > 1:
-            if track.history.maxlen != self.settings.smooth_window:
-                track.history = deque(track.history, maxlen=self.settings.smooth_window)
+        if track is not None and self.settings.temporal and self.edge.smooth_window > 1:
+            if track.history.maxlen != self.edge.smooth_window:
+                track.history = deque(track.history, maxlen=self.edge.smooth_window)
             track.history.append(np.asarray(probs, dtype=np.float32))
             smoothed = np.mean(track.history, axis=0)
         best = int(np.argmax(smoothed))

@@ -373,6 +373,21 @@ def demo_source(loop: bool = False, **options: Any) -> ImageFilesSource:
     return ImageFilesSource(list_images(DEMO_DIR), "demo", loop=loop, **options)
 
 
+# A video file is decoded on one thread: FFmpeg's default (one per core, plus one) keeps a frame
+# buffer per thread, several MB on a Pi, for no gain at 640x480 where Haar and the model dominate.
+VIDEO_DECODE_THREADS = 1
+
+
+def _open_capture(factory: Callable[..., Any], target: str | int, live: bool) -> Any:
+    if live or factory is not cv2.VideoCapture:
+        return factory(target)
+    capture = factory(target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, VIDEO_DECODE_THREADS])
+    if capture.isOpened():
+        return capture
+    capture.release()
+    return factory(target)  # not an FFmpeg file: let OpenCV pick the backend
+
+
 class VideoCaptureSource(Closing):
     """OpenCV VideoCapture: a V4L2 camera (live) or a video file (finite, or looped)."""
 
@@ -387,7 +402,7 @@ class VideoCaptureSource(Closing):
         self.name = str(target)
         self.live = live
         self.loop = loop
-        self._capture = capture_factory(target)
+        self._capture = _open_capture(capture_factory, target, live)
         if live and size:
             self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
             self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])

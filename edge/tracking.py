@@ -1,33 +1,35 @@
-"""Cheap detection between full searches: follow known faces in small regions, give them ids.
+"""Cheap detection between searches: follow known faces in small regions, give them ids.
 
 Each known face is searched for only in a region around its last box, at scales near its last
-size; a face not found there triggers a search of the whole frame on the same frame. Every
-`full_every` frames a search for new faces is due. Without a ChangeDetector it covers the whole
-(downscaled) frame; with one it covers only the regions that changed since the last due search
-(a face that appears changes the picture), and the whole frame after COMPLETE_AFTER such
-searches, or when most of the frame changed. Either way a face that comes into view appears
-within `full_every` frames at most.
+size. New faces are looked for by NewFaceSearch (edge/sweep.py): only where the picture changed
+(or every `refresh_every` frames, everywhere), a few scales at a time, within a budget per
+frame, so no frame after the first pays for a whole-frame search. A known face not found in its
+region makes its surroundings owe a search at every scale, on the same frame when the budget
+allows; it ends after `keep_missed` frames unseen. The first frame (and a frame of a new size)
+is searched whole.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from .preprocess import Box
-
-Detect = Callable[[np.ndarray, int, int | None], list[Box]]  # (gray, min_size, max_size)
-HAAR_WINDOW = 24  # the frontal-face cascade's own window: nothing smaller is ever found
-COMPLETE_AFTER = 5  # with a ChangeDetector: after this many region-only searches, search the whole frame
-
+from .sweep import HAAR_WINDOW, ChangeMap, Detect, NewFaceSearch
 
 MATCH_IOU = 0.2  # boxes overlapping at least this much are the same face
 MERGE_IOU = 0.4  # two tracks whose boxes overlap this much follow one face: one of them ends
 NESTED = 0.7  # a box with this share of its area inside another box is part of that face (an eye)
+
+
+# A known face is looked for at sizes this share of its last size (faces grow or shrink slowly).
+NEAR_SCALES = (0.8, 1.25)
+# Changes this share of a known face's size around it are that face's (hair, shoulders, what it
+# uncovers as it moves): they owe no search for new faces.
+EXPLAINED = 0.6
 
 
 def shift_box(box: Sequence[int], dx: int, dy: int) -> Box:
@@ -69,49 +71,6 @@ def suppress_nested(boxes: Sequence[Box], min_iou: float = MERGE_IOU) -> list[Bo
     return kept
 
 
-class ChangeDetector:
-    """Where a frame differs from the last one it was shown, as boxes; None when that is most of it.
-
-    Frames are compared as thumbnails of cell x cell averages, so sensor noise does not count.
-    """
-
-    def __init__(self, cell: int = 8, threshold: float = 12.0, max_fraction: float = 0.35) -> None:
-        self.cell = cell
-        self.threshold = threshold
-        self.max_fraction = max_fraction
-        self._ref: np.ndarray | None = None
-
-    def _thumb(self, gray: np.ndarray) -> np.ndarray:
-        size = (max(1, gray.shape[1] // self.cell), max(1, gray.shape[0] // self.cell))
-        return cv2.resize(gray, size, interpolation=cv2.INTER_AREA).astype(np.int16)
-
-    def remember(self, gray: np.ndarray) -> None:
-        self._ref = self._thumb(gray)
-
-    def regions(self, gray: np.ndarray, pad: int) -> list[Box] | None:
-        thumb = self._thumb(gray)
-        ref, self._ref = self._ref, thumb
-        if ref is None or ref.shape != thumb.shape:
-            return None
-        mask = (np.abs(thumb - ref) > self.threshold).astype(np.uint8)
-        if not mask.any():
-            return []
-        mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
-        if mask.mean() > self.max_fraction:
-            return None
-        _, _, stats, _ = cv2.connectedComponentsWithStats(mask)
-        height, width = gray.shape[:2]
-        boxes = []
-        for x, y, w, h, _area in stats[1:]:
-            x0, y0 = max(0, int(x) * self.cell - pad), max(0, int(y) * self.cell - pad)
-            x1 = min(width, int(x + w) * self.cell + pad)
-            y1 = min(height, int(y + h) * self.cell + pad)
-            boxes.append((x0, y0, x1 - x0, y1 - y0))
-        if sum(w * h for _, _, w, h in boxes) > self.max_fraction * 2 * width * height:
-            return None  # the regions would cost about as much as the whole frame
-        return boxes
-
-
 @dataclass
 class Track:
     track_id: int
@@ -121,56 +80,102 @@ class Track:
 
 
 class FaceTracker:
-    """Detect faces on a frame, reusing what the last frames found."""
+    """Detect faces on a frame, reusing what the last frames found.
+
+    Args:
+        detect: Haar search of a region, (gray, min_size, max_size) -> boxes: the first frame's
+            whole-frame search and the search for new faces.
+        min_size: the smallest face (px of the frames given to update()).
+        cooldown: a region that keeps changing is searched for new faces at most every this
+            many frames (see NewFaceSearch).
+        roi_margin: a known face is searched for in its box grown by this share of its size.
+        keep_missed: a known face unseen this many frames in a row ends.
+        max_faces: at most this many tracks (the largest faces win).
+        near: the search around a known face (default `detect`); the pipeline's shrinks the region.
+        scale_factor: the detector's scale step; budget, refresh_every, change: see NewFaceSearch.
+    """
 
     def __init__(
         self,
         detect: Detect,
         min_size: int,
-        full_every: int = 5,
+        cooldown: int = 5,
         roi_margin: float = 0.5,
         keep_missed: int = 2,
         max_faces: int = 8,
-        change: ChangeDetector | None = None,
+        *,
+        near: Detect | None = None,
+        scale_factor: float = 1.1,
+        budget: float = 0.08,
+        refresh_every: int = 60,
+        change: ChangeMap | None = None,
     ) -> None:
         self._detect = detect
-        self.change = change
-        self.min_size = max(HAAR_WINDOW, min_size)
-        self.full_every = full_every
+        self._near = near or detect
+        self.new_faces = NewFaceSearch(detect, min_size, scale_factor, cooldown, budget, refresh_every, change)
+        self.min_size = min_size
         self.roi_margin = roi_margin
         self.keep_missed = keep_missed
         self.max_faces = max_faces
         self.tracks: list[Track] = []
         self._next_id = 1
-        self._since_full = full_every  # first frame: full search
-        self._since_complete = 0
-        self.full_searches = 0  # searches of the whole frame
-        self.partial_searches = 0  # due searches that covered only the changed regions
+        self.full_searches = 0  # searches of the whole frame (the first frame, a new frame size)
+
+    @property
+    def min_size(self) -> int:
+        return self._min_size
+
+    @min_size.setter
+    def min_size(self, value: int) -> None:
+        self._min_size = max(HAAR_WINDOW, value)
+        self.new_faces.min_size = self._min_size
 
     def update(self, gray: np.ndarray) -> tuple[list[Track], list[int], list[int]]:
         """Returns (tracks seen this frame, ids that appeared, ids that ended)."""
-        due = self._since_full >= self.full_every
-        regions = self._regions_to_search(gray) if due else []
-        if regions is not None:
-            found = [self._search_near(gray, t.box) for t in self.tracks]
-            if all(box is not None for box in found):
-                for track, box in zip(self.tracks, found, strict=True):
-                    assert box is not None
-                    track.box, track.missed = box, 0
-                appeared = self._search_regions(gray, regions) if due else []
-                self._since_full = 1 if due else self._since_full + 1
-                ended = self._merge_tracks()
-                return list(self.tracks), [i for i in appeared if i not in ended], ended
-        self._since_full = 1
-        self._since_complete = 0
+        if self.new_faces.needs_reset(gray):
+            return self._search_whole(gray)
+        seen: list[Track] = []
+        for track in self.tracks:
+            box = self._search_near(gray, track.box)
+            if box is None:
+                track.missed += 1
+                self.new_faces.owe(track.box, self.roi_margin)
+            else:
+                track.box, track.missed = box, 0
+                seen.append(track)
+        found = self.new_faces.step(gray, [t.box for t in seen], EXPLAINED)
+        appeared = self._adopt(found)
+        ended = [t.track_id for t in self.tracks if t.missed > self.keep_missed]
+        self.tracks = [t for t in self.tracks if t.missed <= self.keep_missed]
+        merged = self._merge_tracks()
+        appeared = [i for i in appeared if i not in merged]
+        ended += [i for i in merged if i not in appeared]
+        return [t for t in self.tracks if t.missed == 0], appeared, ended
+
+    def _search_whole(self, gray: np.ndarray) -> tuple[list[Track], list[int], list[int]]:
         self.full_searches += 1
-        if self.change is not None and not due:
-            self.change.remember(gray)
-        boxes = self._detect(gray, self.min_size, None)
+        self.new_faces.reset(gray)
+        boxes = self.new_faces.search_whole(gray)
         seen, appeared, ended = self._match(boxes)
         merged = self._merge_tracks()
         seen = [t for t in seen if t.track_id not in merged]
         return seen, [i for i in appeared if i not in merged], ended + [i for i in merged if i not in appeared]
+
+    def _adopt(self, boxes: list[Box]) -> list[int]:
+        """Boxes found by the new-face search: a face followed already is skipped, a lost one
+        is picked up again, the others start tracks (while there is room). Returns new ids."""
+        appeared: list[int] = []
+        for box in suppress_nested(boxes):
+            if any(same_face(box, t.box) for t in self.tracks if t.missed == 0):
+                continue
+            lost = [t for t in self.tracks if t.missed and same_face(box, t.box)]
+            if lost:
+                lost[0].box, lost[0].missed = box, 0
+            elif len(self.tracks) < self.max_faces:
+                track = self._start_track(box)
+                self.tracks.append(track)
+                appeared.append(track.track_id)
+        return appeared
 
     def _merge_tracks(self) -> list[int]:
         """End tracks that now follow the same face as another (found in the same place, or one
@@ -186,34 +191,6 @@ class FaceTracker:
             self.tracks = [t for t in self.tracks if t.track_id not in ended]
         return ended
 
-    def _regions_to_search(self, gray: np.ndarray) -> list[Box] | None:
-        """What a due full search must cover: the changed regions, or None for the whole frame."""
-        if self.change is None:
-            return None
-        regions = self.change.regions(gray, pad=self.min_size)
-        self._since_complete += 1
-        if self._since_complete > COMPLETE_AFTER:
-            return None
-        if regions is not None:
-            self.partial_searches += 1
-        return regions
-
-    def _search_regions(self, gray: np.ndarray, regions: list[Box]) -> list[int]:
-        """Search changed regions for faces no track has yet; start tracks for them."""
-        boxes: list[Box] = []
-        for x, y, w, h in regions:
-            if w < self.min_size or h < self.min_size:
-                continue
-            for found in self._detect(gray[y : y + h, x : x + w], self.min_size, None):
-                box = shift_box(found, x, y)
-                known = [t.box for t in self.tracks] + boxes
-                if not any(same_face(box, other) for other in known):
-                    boxes.append(box)
-        room = max(0, self.max_faces - len(self.tracks))
-        new_tracks = [self._start_track(b) for b in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)[:room]]
-        self.tracks += new_tracks
-        return [t.track_id for t in new_tracks]
-
     def _start_track(self, box: Box) -> Track:
         track = Track(self._next_id, box)
         self._next_id += 1
@@ -224,11 +201,11 @@ class FaceTracker:
         dx, dy = round(w * self.roi_margin), round(h * self.roi_margin)
         x0, y0 = max(0, x - dx), max(0, y - dy)
         x1, y1 = min(gray.shape[1], x + w + dx), min(gray.shape[0], y + h + dy)
-        low = max(self.min_size, int(w * 0.75))
-        high = max(low + 1, int(w * 1.35))
+        low = max(self.min_size, int(w * NEAR_SCALES[0]))
+        high = max(low + 1, int(w * NEAR_SCALES[1]))
         if x1 - x0 < low or y1 - y0 < low:
             return None
-        found = self._detect(gray[y0:y1, x0:x1], low, high)
+        found = self._near(gray[y0:y1, x0:x1], low, high)
         if not found:
             return None
         return max((shift_box(b, x0, y0) for b in found), key=lambda b: iou(b, box))

@@ -28,15 +28,21 @@ def test_scenes_put_real_faces_where_they_say():
     assert len(new) == 1 and len(appear[new[0]].truth) == 2 and len(appear[new[0] - 1].truth) == 1
 
 
-def test_bench_pipeline_finds_what_the_baseline_finds(tiny_model):
+def test_bench_pipeline_finds_what_the_baseline_finds(tiny_model, tmp_path):
     argv = ["--frames", "12", "--scenes", "1", "--fer-faces", "0", "--model", str(tiny_model)]
     args = bench_pipeline.parse_args(argv)
-    run = bench_pipeline.run_threads(bench_pipeline.make_scenes(args), tiny_model, 1, EdgeConfig())
-    assert run["counts"]["truth"] > 12 + 3 * 12 + 12  # single, multi, empty, then appear (one face, later two)
-    assert run["baseline_ms"]["n"] == run["ferlite_ms"]["n"] == 48
-    assert run["recall_baseline"] >= 0.95
-    assert run["recall_ferlite"] >= run["recall_baseline"] - 0.05
-    assert run["new_face_worst"] is not None and run["new_face_worst"] <= run["new_face_bound"]
+    sets = bench_pipeline.make_scenes(args, tmp_path)
+    assert set(sets) == {"clean", "video"} and not list(tmp_path.iterdir())  # the videos are read back, removed
+    for frames in sets["video"]:
+        assert frames[0].image.shape == (480, 640, 3) and frames[0].scene.endswith("/video")
+    for name, scenes_of_set in sets.items():
+        run = bench_pipeline.run_threads(scenes_of_set, tiny_model, 1, EdgeConfig())
+        assert run["counts"]["truth"] > 12 + 3 * 12 + 12, name  # single, multi, empty, appear (one face, later two)
+        assert run["baseline_ms"]["n"] == run["ferlite_ms"]["n"] == 48
+        assert run["recall_baseline"] >= 0.95
+        assert run["recall_ferlite"] >= run["recall_baseline"] - 0.05
+        assert run["counts"]["ferlite_duplicate"] == 0
+        assert run["new_face_worst"] is not None and run["new_face_worst"] <= run["new_face_bound"]
 
 
 @pytest.mark.slow

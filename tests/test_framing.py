@@ -46,7 +46,7 @@ class _WidthByBrightness(HaarDetector):
         super().__init__()
         self.calls = 0
 
-    def detect(self, image, min_size=None, max_size=None):  # type: ignore[no-untyped-def]
+    def detect(self, image, min_size=None, max_size=None, min_neighbors=None):  # type: ignore[no-untyped-def]
         self.calls += 1
         side = image.shape[1]
         width = side // 2 if image[0, 0] < 128 else side * 3 // 4
@@ -83,7 +83,7 @@ class _Capture:
 
 
 class _FixedDetector(HaarDetector):
-    def detect(self, image, min_size=None, max_size=None):  # type: ignore[no-untyped-def]
+    def detect(self, image, min_size=None, max_size=None, min_neighbors=None):  # type: ignore[no-untyped-def]
         return [ASTRONAUT_FACE]
 
 

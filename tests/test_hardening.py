@@ -360,7 +360,7 @@ def test_tracks_that_end_up_on_one_face_merge():
 
     frame = np.zeros((480, 640), np.uint8)
     det = ScriptedDetector(frame)
-    tracker = FaceTracker(det, min_size=24, full_every=5)
+    tracker = FaceTracker(det, min_size=24)
     counts, ended_ids = [], []
     for i in range(40):
         x = 250 if i < 20 else 100 if i < 22 else 170
@@ -381,7 +381,7 @@ def test_box_inside_another_face_is_not_a_face():
     det = ScriptedDetector(frame)
     face, eye = (100, 100, 180, 180), (140, 150, 40, 40)
     det.faces = [face, eye]
-    tracker = FaceTracker(det, min_size=24, full_every=2)
+    tracker = FaceTracker(det, min_size=24)
     for _ in range(6):
         seen, _, _ = tracker.update(frame)
         assert [t.box for t in seen] == [face]
@@ -391,7 +391,7 @@ def test_still_photo_box_inside_a_face_is_not_a_face():
     from ferlite.edge.pipeline import Pipeline, PipelineConfig
 
     class Detector:
-        def detect(self, gray, min_size=None, max_size=None):
+        def detect(self, gray, min_size=None, max_size=None, min_neighbors=None):
             return [(140, 150, 40, 40), (100, 100, 180, 180), (400, 100, 100, 100)]
 
     class Uniform:

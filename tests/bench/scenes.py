@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -177,3 +177,27 @@ def scene(
         yield Frame(image, boxes, kind, new)
         for mover in movers:
             mover.step(rng)
+
+
+def through_codec(frames: list[Frame], sigma: float, rng: np.random.Generator, folder: Path,
+                  fourcc: str = "mp4v") -> list[Frame]:
+    """The frames as a camera and a video file would give them: Gaussian sensor noise (sigma grey
+    levels per pixel), written with a real video codec (OpenCV's VideoWriter) and read back."""
+    path = folder / f"scene-{frames[0].scene}-{sigma:g}.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 30, (FRAME_W, FRAME_H))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {fourcc} video here")
+    for frame in frames:
+        noisy = frame.image.astype(np.float32) + rng.normal(0, sigma, frame.image.shape).astype(np.float32)
+        writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
+    writer.release()
+    capture = cv2.VideoCapture(str(path))
+    decoded: list[Frame] = []
+    for frame in frames:
+        ok, image = capture.read()
+        if not ok:
+            raise RuntimeError(f"{path}: {len(decoded)} of {len(frames)} frames came back")
+        decoded.append(replace(frame, image=image, scene=frame.scene + "/video"))
+    capture.release()
+    path.unlink()
+    return decoded

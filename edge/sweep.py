@@ -1,0 +1,346 @@
+"""The search for new faces, spread over frames so that no frame pays for a whole-frame search.
+
+A whole-frame Haar search costs 10-20 times what following a known face does, and on a camera
+almost all of it is wasted: the picture did not change where no face is. So:
+
+* ChangeMap compares each frame's thumbnail (cell x cell averages) with a reference and marks
+  the cells that changed by more than their own noise: each cell learns how much it flickers
+  from frame to frame (sensor noise, codec noise) and only a change above that counts.
+* A changed cell owes one search at every scale where a face could be (only the scales of
+  faces small enough to fit the change: a few changed cells are not a new 300 px face), and
+  at most once every `cooldown` frames (a waving hand is not searched on every frame). Changes
+  around the faces already followed are theirs and owe nothing.
+* Haar's scales are cut into runs, each costing a small share of a whole-frame search.
+  NewFaceSearch searches the owed cells (padded by the largest face of the run) run after run
+  within a budget per frame (a share of a whole-frame search); what is over the budget waits
+  for the next frame, cut into horizontal strips. So a frame's extra cost stays bounded even
+  when the whole picture changes (a light switched on, the camera moved).
+* Every `refresh_every` frames every cell owes its searches again, changed or not: a face that
+  never changed the picture enough (a slow fade-in) is still found.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .preprocess import Box
+
+Detect = Callable[[np.ndarray, int, int | None], list[Box]]  # (gray, min_size, max_size)
+HAAR_WINDOW = 24  # the frontal-face cascade's own window: nothing smaller is ever found
+
+
+def new_face_bound(cooldown: int, budget: float) -> int:
+    """Frames a face that comes into view may wait at worst: its cells may have been searched
+    just before (`cooldown`), then every run of scales searches them in turn within the frame's
+    budget; with the whole picture changing that is one whole-frame search, plus the strips'
+    overlaps (at most a quarter more), spread over frames."""
+    return cooldown + math.ceil(1.25 / budget)
+
+
+def haar_windows(min_size: int, max_side: int, scale_factor: float) -> list[int]:
+    """The window sizes OpenCV's detectMultiScale tries between min_size and max_side (px):
+    round(24 * scale_factor**k), as its own loop computes them."""
+    windows: list[int] = []
+    factor = 1.0
+    while True:
+        window = round(HAAR_WINDOW * factor)
+        if window > max_side:
+            return windows
+        if window >= min_size and (not windows or window != windows[-1]):
+            windows.append(window)
+        factor *= scale_factor
+
+
+def level_cost(window: int) -> float:
+    """Windows evaluated per pixel of the searched image at one level: the image is scaled by
+    24 / window, so a level costs (24 / window)**2 of its area."""
+    return (HAAR_WINDOW / window) ** 2
+
+
+@dataclass(frozen=True)
+class ScaleSlice:
+    """A run of Haar's levels: faces from `low` to `high` px, costing `cost` per pixel searched."""
+
+    low: int
+    high: int
+    windows: tuple[int, ...]
+    cost: float
+
+    def region_cost(self, width: int, height: int) -> float:
+        """Estimated windows evaluated searching a width x height region at these levels."""
+        side = min(width, height)
+        return width * height * sum(level_cost(w) for w in self.windows if w <= side)
+
+
+def scale_slices(min_size: int, max_side: int, scale_factor: float, cap: float) -> list[ScaleSlice]:
+    """Haar's levels from min_size up to max_side in runs that each cost at most `cap` of all the
+    levels together (a level that costs more on its own is a run of one)."""
+    windows = haar_windows(min_size, max_side, scale_factor)
+    costs = [level_cost(w) for w in windows]
+    limit = cap * sum(costs)
+    slices: list[ScaleSlice] = []
+    start = 0
+    for index in range(len(windows)):
+        last = index == len(windows) - 1
+        if last or sum(costs[start : index + 2]) > limit:
+            # A run reaches up to the next run's first window: sizes between Haar's levels (a
+            # face box from elsewhere) belong to one run, and the levels searched stay the same.
+            high = max_side if last else windows[index + 1] - 1
+            run = windows[start : index + 1]
+            slices.append(ScaleSlice(max(min_size, run[0]) if not slices else run[0], high, tuple(run),
+                                     sum(costs[start : index + 1])))
+            start = index + 1
+    return slices
+
+
+class ChangeMap:
+    """Which cells of a frame changed since they were last looked at, above their own noise.
+
+    Each cell (cell x cell pixels, averaged) keeps a reference value and a noise level: a
+    running 90th percentile of its frame-to-frame difference, so a cell that flickers (sensor
+    noise, compression) needs a larger change to count. A changed cell's reference becomes its
+    new value: a change is reported once, and a slow drift is reported when it adds up.
+    """
+
+    QUANTILE = 0.9
+
+    def __init__(self, cell: int = 8, min_threshold: float = 8.0, noise_factor: float = 3.0,
+                 rate: float = 0.25) -> None:
+        self.cell = cell
+        self.min_threshold = min_threshold
+        self.noise_factor = noise_factor
+        self.rate = rate  # grey levels the noise level moves per frame (quantile tracking)
+        self._ref: np.ndarray | None = None
+        self._last: np.ndarray | None = None
+        self._noise: np.ndarray | None = None
+
+    def shape(self, frame_shape: Sequence[int]) -> tuple[int, int]:
+        """(rows, columns) of cells for a frame of this shape."""
+        return max(1, frame_shape[0] // self.cell), max(1, frame_shape[1] // self.cell)
+
+    def thumb(self, gray: np.ndarray) -> np.ndarray:
+        rows, cols = self.shape(gray.shape)
+        return cv2.resize(gray, (cols, rows), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+    def observe(self, gray: np.ndarray) -> np.ndarray | None:
+        """The cells (rows x columns, bool) that changed; None when there is nothing to compare
+        with (the first frame, or the frame size changed)."""
+        thumb = self.thumb(gray)
+        if self._ref is None or self._ref.shape != thumb.shape or self._last is None or self._noise is None:
+            self._ref, self._last = thumb, thumb
+            self._noise = np.zeros_like(thumb)
+            return None
+        step = np.abs(thumb - self._last)
+        self._last = thumb
+        # Quantile tracking: up by q*rate where the step is above the level, down by (1-q)*rate
+        # elsewhere; a single large step (something moved) moves it by one small step only.
+        above = step > self._noise
+        self._noise += np.where(above, self.QUANTILE * self.rate, -(1 - self.QUANTILE) * self.rate)
+        np.maximum(self._noise, 0, out=self._noise)
+        threshold = np.maximum(self.min_threshold, self.noise_factor * self._noise)
+        changed = np.abs(thumb - self._ref) > threshold
+        self._ref[changed] = thumb[changed]
+        return changed
+
+    def settle(self, rows: slice, cols: slice) -> None:
+        """Take the current picture as the reference in these cells (a tracked face moves there:
+        its changes are explained)."""
+        if self._ref is not None and self._last is not None:
+            self._ref[rows, cols] = self._last[rows, cols]
+
+    @property
+    def noise(self) -> np.ndarray | None:
+        """Each cell's learnt noise level (grey levels), None before the first frame."""
+        return self._noise
+
+
+def cell_rect(box: Box, cell: int, shape: Sequence[int], grow: float = 0.0) -> tuple[slice, slice]:
+    """The cells (row slice, column slice) under a box grown by `grow` of its size on each side."""
+    x, y, w, h = box
+    dx, dy = w * grow, h * grow
+    r0, c0 = max(0, int((y - dy) // cell)), max(0, int((x - dx) // cell))
+    r1 = min(shape[0], math.ceil((y + h + dy) / cell))
+    c1 = min(shape[1], math.ceil((x + w + dx) / cell))
+    return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
+
+
+class NewFaceSearch:
+    """Searches the cells that owe a search, a run of scales at a time, within a budget per frame.
+
+    Args:
+        detect: the Haar search of a region: (gray, min_size, max_size) -> boxes in its pixels.
+        min_size: the smallest face searched (px of the frames given to step()).
+        scale_factor: the detector's scale step (to know its levels).
+        cooldown: a cell that keeps changing owes its searches again at most every this many
+            frames (a waving hand is not searched on every frame).
+        budget: the most a frame may spend on new faces, as a share of a whole-frame search.
+        refresh_every: every this many frames, every cell owes its searches again.
+        change: the ChangeMap (default: a new one with its defaults).
+    """
+
+    def __init__(self, detect: Detect, min_size: int, scale_factor: float = 1.1, cooldown: int = 5,
+                 budget: float = 0.08, refresh_every: int = 60, change: ChangeMap | None = None) -> None:
+        self._detect = detect
+        self.min_size = max(HAAR_WINDOW, min_size)
+        self.scale_factor = scale_factor
+        self.cooldown = max(1, cooldown)
+        self.budget = budget
+        self.refresh_every = refresh_every
+        self.change = change or ChangeMap()
+        self._frame_shape: tuple[int, int] | None = None
+        self._planned_min = 0
+        self._slices: list[ScaleSlice] = []
+        self._owed = np.zeros((0, 0, 0), bool)  # slices x rows x columns: a search still to run
+        self._pending = np.zeros((0, 0), bool)  # changed while cooling down: owed when it ends
+        self._armed_at = np.zeros((0, 0), np.int64)  # frame each cell last became owed
+        self._budget_units = 0.0
+        self._next = 0  # the slice to continue with
+        self._frame = 0
+        self.spent = 0.0  # windows evaluated (estimated) by the last step(), for the record
+        self.searches = 0  # region searches run, all frames
+
+    def reset(self, gray: np.ndarray) -> None:
+        """Start over on this frame size with nothing owed (the caller searched it whole)."""
+        height, width = gray.shape[:2]
+        self._frame_shape = (height, width)
+        self._planned_min = self.min_size
+        # Each run costs at most half a frame's budget over the whole frame: a run is never
+        # the reason a frame goes over; the costliest single levels are cut into strips.
+        self._slices = scale_slices(self.min_size, min(height, width), self.scale_factor, self.budget / 2)
+        shape = self.change.shape(gray.shape)
+        self._owed = np.zeros((len(self._slices), *shape), bool)
+        self._pending = np.zeros(shape, bool)
+        self._armed_at = np.full(shape, -self.cooldown, np.int64)
+        whole = sum(s.cost for s in self._slices) * width * height
+        self._budget_units = self.budget * whole
+        self._frame = 0
+        self.change.observe(gray)
+
+    def search_whole(self, gray: np.ndarray) -> list[Box]:
+        """Search the whole frame at every scale now (the first frame), one run of scales at a
+        time: Haar then holds the image pyramid of one run, not all of it (MBs less at 640x480)."""
+        found: list[Box] = []
+        height, width = gray.shape[:2]
+        for part in self._slices:
+            self._search(gray, part, (0, 0, width, height), found)
+        return found
+
+    def needs_reset(self, gray: np.ndarray) -> bool:
+        """True on the first frame, and when the frame size or min_size changed."""
+        return self._frame_shape != gray.shape[:2] or self._planned_min != self.min_size
+
+    def owe(self, box: Box, grow: float) -> None:
+        """The cells under a box (grown by `grow` of its size) owe a search at every scale now:
+        a face was lost there."""
+        rows, cols = cell_rect(box, self.change.cell, self._pending.shape, grow)
+        self._owed[:, rows, cols] = True
+        self._armed_at[rows, cols] = self._frame
+
+    def step(self, gray: np.ndarray, known: Sequence[Box], grow: float) -> list[Box]:
+        """Note what changed on this frame and spend this frame's budget on the owed searches.
+
+        Args:
+            gray: the frame.
+            known: faces followed on this frame: changes around them (grown by `grow` of their
+                size) are theirs, and nothing there is searched.
+            grow: see `known`.
+
+        Returns:
+            Boxes found (they may include known faces; the caller matches them).
+        """
+        self._frame += 1
+        changed = self.change.observe(gray)
+        if changed is not None:
+            self._pending |= changed
+        for box in known:
+            rows, cols = cell_rect(box, self.change.cell, self._pending.shape, grow)
+            self._owed[:, rows, cols] = False
+            self._pending[rows, cols] = False
+            self.change.settle(rows, cols)
+        if self.refresh_every and self._frame % self.refresh_every == 0:
+            self._pending[:] = True
+            self._armed_at[:] = -self.cooldown
+        self._arm()
+        return self._spend(gray)
+
+    def _arm(self) -> None:
+        """Pending cells out of their cooldown owe their searches: at the scales whose faces
+        could have made a change that large (a few changed cells are not a new 200 px face)."""
+        ready = self._pending & (self._frame - self._armed_at >= self.cooldown)
+        if not ready.any():
+            return
+        self._pending &= ~ready
+        self._armed_at[ready] = self._frame
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(ready.astype(np.uint8), connectivity=8)
+        area = stats[:, cv2.CC_STAT_AREA] * self.change.cell**2
+        for index, part in enumerate(self._slices):
+            big = np.flatnonzero(area[1:] * 4 >= part.low**2) + 1
+            if len(big) == count - 1:
+                self._owed[index] |= ready
+            elif len(big):
+                self._owed[index] |= np.isin(labels, big)
+
+    def _spend(self, gray: np.ndarray) -> list[Box]:
+        found: list[Box] = []
+        self.spent = 0.0
+        count = len(self._slices)
+        for offset in range(count):
+            # Largest faces first: their levels are the cheapest per pixel, so a change is
+            # searched at most scales on the frame it is seen; the costly small scales follow.
+            index = count - 1 - (self._next + offset) % count
+            if not self._search_owed(gray, index, found):
+                self._next = count - 1 - index  # out of budget: this run continues on the next frame
+                break
+        return found
+
+    def _search_owed(self, gray: np.ndarray, index: int, found: list[Box]) -> bool:
+        """Search run `index` over its owed cells while budget lasts; False when it ran out."""
+        owed = self._owed[index]
+        if not owed.any():
+            return True
+        part = self._slices[index]
+        cell = self.change.cell
+        pad = math.ceil(part.high / cell)
+        grown = cv2.dilate(owed.astype(np.uint8), np.ones((2 * pad + 1, 2 * pad + 1), np.uint8))
+        count, _, stats, _ = cv2.connectedComponentsWithStats(grown)
+        regions = sorted((tuple(int(v) for v in stats[i][:4]) for i in range(1, count)), key=lambda r: r[2] * r[3])
+        height, width = gray.shape[:2]
+        for col, row, cols, rows in regions:
+            x0, x1 = col * cell, min(width, (col + cols) * cell)
+            top, bottom = row, row + rows
+            while top < bottom:
+                strip = self._strip_rows(part, x1 - x0, top, bottom, height)
+                if strip == 0:
+                    return False
+                y1 = min(height, (top + strip) * cell + (part.high if top + strip < bottom else 0))
+                self._search(gray, part, (x0, top * cell, x1, y1), found)
+                owed[top : top + strip, col : col + cols] = False
+                top += strip
+        return True
+
+    def _strip_rows(self, part: ScaleSlice, width: int, top: int, bottom: int, height: int) -> int:
+        """How many cell rows from `top` fit in what is left of the budget (a strip that stops
+        short of `bottom` reaches `high` px further down, so faces across its edge are whole);
+        at least one row when nothing was spent yet this frame, so the work always moves on."""
+        left = self._budget_units - self.spent
+        cell = self.change.cell
+        for rows in range(bottom - top, 0, -1):
+            extra = part.high if top + rows < bottom else 0
+            if part.region_cost(width, min(height - top * cell, rows * cell + extra)) <= left:
+                return rows
+        return 1 if self.spent == 0 else 0
+
+    def _search(self, gray: np.ndarray, part: ScaleSlice, rect: tuple[int, int, int, int],
+                found: list[Box]) -> None:
+        x0, y0, x1, y1 = rect
+        self.spent += part.region_cost(x1 - x0, y1 - y0)
+        if min(x1 - x0, y1 - y0) < part.low:
+            return
+        self.searches += 1
+        for x, y, w, h in self._detect(gray[y0:y1, x0:x1], part.low, part.high):
+            found.append((x + x0, y + y0, w, h))
