@@ -34,12 +34,17 @@ Detect = Callable[[np.ndarray, int, int | None], list[Box]]  # (gray, min_size, 
 HAAR_WINDOW = 24  # the frontal-face cascade's own window: nothing smaller is ever found
 
 
+# A cycle's searches cost at most this many whole-frame searches: the whole frame at every run,
+# plus the strips' overlaps (each strip reaches a face's height below the face tops it covers).
+CYCLE_COST = 2.0
+
+
 def new_face_bound(cooldown: int, budget: float) -> int:
-    """Frames a face that comes into view may wait at worst: its cells may have been searched
-    just before (`cooldown`), then every run of scales searches them in turn within the frame's
-    budget; with the whole picture changing that is one whole-frame search, plus the strips'
-    overlaps (at most a quarter more), spread over frames."""
-    return cooldown + math.ceil(1.25 / budget)
+    """Frames a face that comes into view may wait at worst, whatever else changes: its cells
+    may have been searched just before (`cooldown`), then the cycle of searches under way ends
+    and the next one, with its cells, runs; each cycle costs at most CYCLE_COST whole-frame
+    searches, `budget` of one per frame."""
+    return cooldown + 2 * math.ceil(CYCLE_COST / budget)
 
 
 def haar_windows(min_size: int, max_side: int, scale_factor: float) -> list[int]:
@@ -77,24 +82,36 @@ class ScaleSlice:
         return width * height * sum(level_cost(w) for w in self.windows if w <= side)
 
 
+# A lost face is looked for at these shares of its last size.
+LOST_SIZES = (0.5, 2.0)
+# Haar's own grouping (min_neighbors) counts hits on neighbouring levels too: a run of one level
+# finds fewer faces (73 of 81 in the bench's scenes, against 81 of 81 with two levels a run).
+MIN_LEVELS = 2
+
+
 def scale_slices(min_size: int, max_side: int, scale_factor: float, cap: float) -> list[ScaleSlice]:
-    """Haar's levels from min_size up to max_side in runs that each cost at most `cap` of all the
-    levels together (a level that costs more on its own is a run of one)."""
+    """Haar's levels from min_size up to max_side in runs of at least MIN_LEVELS levels that each
+    cost at most `cap` of all the levels together (unless MIN_LEVELS levels cost more)."""
     windows = haar_windows(min_size, max_side, scale_factor)
     costs = [level_cost(w) for w in windows]
     limit = cap * sum(costs)
-    slices: list[ScaleSlice] = []
+    bounds: list[tuple[int, int]] = []  # [start, end) of each run
     start = 0
     for index in range(len(windows)):
-        last = index == len(windows) - 1
-        if last or sum(costs[start : index + 2]) > limit:
-            # A run reaches up to the next run's first window: sizes between Haar's levels (a
-            # face box from elsewhere) belong to one run, and the levels searched stay the same.
-            high = max_side if last else windows[index + 1] - 1
-            run = windows[start : index + 1]
-            slices.append(ScaleSlice(max(min_size, run[0]) if not slices else run[0], high, tuple(run),
-                                     sum(costs[start : index + 1])))
-            start = index + 1
+        end = index + 1
+        if end == len(windows):
+            if end - start < MIN_LEVELS and bounds:
+                start = bounds.pop()[0]  # too few levels left: they join the run before
+            bounds.append((start, end))
+        elif end - start >= MIN_LEVELS and sum(costs[start : end + 1]) > limit:
+            bounds.append((start, end))
+            start = end
+    slices = []
+    for number, (start, end) in enumerate(bounds):
+        # A run reaches up to the next run's first window: sizes between Haar's levels (a face
+        # box from elsewhere) belong to one run, and the levels searched stay the same.
+        high = max_side if number == len(bounds) - 1 else windows[end] - 1
+        slices.append(ScaleSlice(windows[start], high, tuple(windows[start:end]), sum(costs[start:end])))
     return slices
 
 
@@ -195,11 +212,13 @@ class NewFaceSearch:
         self._frame_shape: tuple[int, int] | None = None
         self._planned_min = 0
         self._slices: list[ScaleSlice] = []
-        self._owed = np.zeros((0, 0, 0), bool)  # slices x rows x columns: a search still to run
+        self._owed = np.zeros((0, 0, 0), bool)  # runs x rows x columns: searches of this cycle
+        self._queued = np.zeros((0, 0, 0), bool)  # owed since this cycle began: the next cycle's
+        self._lost: list[tuple[int, int, int, int, int]] = []  # x0, y0, x1, y1, size: searched first
         self._pending = np.zeros((0, 0), bool)  # changed while cooling down: owed when it ends
         self._armed_at = np.zeros((0, 0), np.int64)  # frame each cell last became owed
         self._budget_units = 0.0
-        self._next = 0  # the slice to continue with
+        self._resume: dict[int, tuple[int, int, int]] = {}  # run -> (x0, x1, face top) of a cut strip
         self._frame = 0
         self.spent = 0.0  # windows evaluated (estimated) by the last step(), for the record
         self.searches = 0  # region searches run, all frames
@@ -214,6 +233,7 @@ class NewFaceSearch:
         self._slices = scale_slices(self.min_size, min(height, width), self.scale_factor, self.budget / 2)
         shape = self.change.shape(gray.shape)
         self._owed = np.zeros((len(self._slices), *shape), bool)
+        self._queued = np.zeros_like(self._owed)
         self._pending = np.zeros(shape, bool)
         self._armed_at = np.full(shape, -self.cooldown, np.int64)
         whole = sum(s.cost for s in self._slices) * width * height
@@ -235,11 +255,11 @@ class NewFaceSearch:
         return self._frame_shape != gray.shape[:2] or self._planned_min != self.min_size
 
     def owe(self, box: Box, grow: float) -> None:
-        """The cells under a box (grown by `grow` of its size) owe a search at every scale now:
-        a face was lost there."""
-        rows, cols = cell_rect(box, self.change.cell, self._pending.shape, grow)
-        self._owed[:, rows, cols] = True
-        self._armed_at[rows, cols] = self._frame
+        """Search around a box (grown by `grow` of its size on each side) at the scales near its
+        size (LOST_SIZES) on this frame, before anything else: a face was lost there."""
+        x, y, w, h = box
+        dx, dy = round(w * grow), round(h * grow)
+        self._lost.append((x - dx, y - dy, x + w + dx, y + h + dy, w))
 
     def step(self, gray: np.ndarray, known: Sequence[Box], grow: float) -> list[Box]:
         """Note what changed on this frame and spend this frame's budget on the owed searches.
@@ -260,6 +280,7 @@ class NewFaceSearch:
         for box in known:
             rows, cols = cell_rect(box, self.change.cell, self._pending.shape, grow)
             self._owed[:, rows, cols] = False
+            self._queued[:, rows, cols] = False
             self._pending[rows, cols] = False
             self.change.settle(rows, cols)
         if self.refresh_every and self._frame % self.refresh_every == 0:
@@ -281,26 +302,40 @@ class NewFaceSearch:
         for index, part in enumerate(self._slices):
             big = np.flatnonzero(area[1:] * 4 >= part.low**2) + 1
             if len(big) == count - 1:
-                self._owed[index] |= ready
+                self._queued[index] |= ready
             elif len(big):
-                self._owed[index] |= np.isin(labels, big)
+                self._queued[index] |= np.isin(labels, big)
 
     def _spend(self, gray: np.ndarray) -> list[Box]:
+        """Work through this cycle's searches, largest faces first (their levels cost least per
+        pixel), until the budget is spent; a new cycle takes what was owed meanwhile."""
         found: list[Box] = []
         self.spent = 0.0
-        count = len(self._slices)
-        for offset in range(count):
-            # Largest faces first: their levels are the cheapest per pixel, so a change is
-            # searched at most scales on the frame it is seen; the costly small scales follow.
-            index = count - 1 - (self._next + offset) % count
-            if not self._search_owed(gray, index, found):
-                self._next = count - 1 - index  # out of budget: this run continues on the next frame
-                break
+        if not self._owed.any():
+            self._owed, self._queued = self._queued, self._owed
+            self._queued[:] = False
+            self._resume.clear()
+        self._search_lost(gray, found)
+        for index in reversed(range(len(self._slices))):
+            if not self._search_owed(gray, index, self._owed[index], found):
+                break  # out of budget: the cycle goes on next frame
         return found
 
-    def _search_owed(self, gray: np.ndarray, index: int, found: list[Box]) -> bool:
-        """Search run `index` over its owed cells while budget lasts; False when it ran out."""
-        owed = self._owed[index]
+    def _search_lost(self, gray: np.ndarray, found: list[Box]) -> None:
+        height, width = gray.shape[:2]
+        for x0, y0, x1, y1, size in self._lost:
+            rect = (max(0, x0), max(0, y0), min(width, x1), min(height, y1))
+            for part in self._slices:
+                if part.high >= size * LOST_SIZES[0] and part.low <= size * LOST_SIZES[1]:
+                    self._search(gray, part, rect, found)
+        self._lost.clear()
+
+    def _search_owed(self, gray: np.ndarray, index: int, owed: np.ndarray, found: list[Box]) -> bool:
+        """Search run `index` over the cells `owed` marks while budget lasts; False when it ran out.
+
+        Owed cells close together are searched as one region (a face of the run's largest size
+        touching any of them lies inside it). A region over the budget is searched in strips,
+        top to bottom, each reaching `high` px below the face tops it covers."""
         if not owed.any():
             return True
         part = self._slices[index]
@@ -312,28 +347,37 @@ class NewFaceSearch:
         height, width = gray.shape[:2]
         for col, row, cols, rows in regions:
             x0, x1 = col * cell, min(width, (col + cols) * cell)
-            top, bottom = row, row + rows
-            while top < bottom:
-                strip = self._strip_rows(part, x1 - x0, top, bottom, height)
-                if strip == 0:
+            owed_rows = np.flatnonzero(owed[row : row + rows, col : col + cols].any(axis=1)) + row
+            if not len(owed_rows):
+                continue
+            # Face tops to cover: any face of at most `high` px touching an owed row; a strip
+            # cut short by the budget last frame goes on where it stopped.
+            top = max(0, int(owed_rows[0]) * cell - part.high)
+            resume = self._resume.pop(index, None)
+            if resume is not None and resume[:2] == (x0, x1):
+                top = max(top, resume[2])
+            end = min(height, (int(owed_rows[-1]) + 1) * cell)
+            while top < end:
+                span = self._strip_span(part, x1 - x0, top, end, height)
+                if span == 0:
+                    self._resume[index] = (x0, x1, top)
                     return False
-                y1 = min(height, (top + strip) * cell + (part.high if top + strip < bottom else 0))
-                self._search(gray, part, (x0, top * cell, x1, y1), found)
-                owed[top : top + strip, col : col + cols] = False
-                top += strip
+                self._search(gray, part, (x0, top, x1, min(height, top + span + part.high)), found)
+                top += span
+                done = top // cell if top < end else rows + row  # rows whose faces are all covered
+                owed[row:done, col : col + cols] = False
         return True
 
-    def _strip_rows(self, part: ScaleSlice, width: int, top: int, bottom: int, height: int) -> int:
-        """How many cell rows from `top` fit in what is left of the budget (a strip that stops
-        short of `bottom` reaches `high` px further down, so faces across its edge are whole);
-        at least one row when nothing was spent yet this frame, so the work always moves on."""
+    def _strip_span(self, part: ScaleSlice, width: int, top: int, end: int, height: int) -> int:
+        """How many px of face tops from `top` fit in what is left of the budget (the strip
+        reaches `high` px below them); at least one cell when nothing was spent yet this
+        frame, so the work always moves on."""
         left = self._budget_units - self.spent
-        cell = self.change.cell
-        for rows in range(bottom - top, 0, -1):
-            extra = part.high if top + rows < bottom else 0
-            if part.region_cost(width, min(height - top * cell, rows * cell + extra)) <= left:
-                return rows
-        return 1 if self.spent == 0 else 0
+        per_px = part.region_cost(width, height) / height  # cost of one px of strip height
+        span = min(end - top, int(left / per_px) - part.high) if per_px else end - top
+        if span >= min(end - top, self.change.cell):
+            return max(1, span)
+        return min(end - top, self.change.cell) if self.spent == 0 else 0
 
     def _search(self, gray: np.ndarray, part: ScaleSlice, rect: tuple[int, int, int, int],
                 found: list[Box]) -> None:

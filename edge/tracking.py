@@ -30,6 +30,9 @@ NEAR_SCALES = (0.8, 1.25)
 # Changes this share of a known face's size around it are that face's (hair, shoulders, what it
 # uncovers as it moves): they owe no search for new faces.
 EXPLAINED = 0.6
+# A face lost from its region is looked for this share of its size around where it was, at every
+# scale, at once (a person who moved fast, a video that looped back).
+LOST_GROW = 1.5
 
 
 def shift_box(box: Sequence[int], dx: int, dy: int) -> Box:
@@ -69,6 +72,24 @@ def suppress_nested(boxes: Sequence[Box], min_iou: float = MERGE_IOU) -> list[Bo
         if not any(same_face(box, other, min_iou) for other in kept):
             kept.append(box)
     return kept
+
+
+def merge_same_face(boxes: Sequence[Box]) -> list[Box]:
+    """Boxes of one face found by separate searches (each run of scales groups its own hits)
+    become their mean, as Haar's own grouping would give; largest face first."""
+    groups: list[list[Box]] = []
+    for box in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True):
+        # Overlap only: a small box inside a face (an eye) is not averaged in; suppress_nested drops it.
+        group = next((g for g in groups if iou(box, g[0]) >= MERGE_IOU), None)
+        if group is None:
+            groups.append([box])
+        else:
+            group.append(box)
+    merged = []
+    for group in groups:
+        x, y, w, h = (round(sum(b[i] for b in group) / len(group)) for i in range(4))
+        merged.append((x, y, w, h))
+    return merged
 
 
 @dataclass
@@ -139,7 +160,7 @@ class FaceTracker:
             box = self._search_near(gray, track.box)
             if box is None:
                 track.missed += 1
-                self.new_faces.owe(track.box, self.roi_margin)
+                self.new_faces.owe(track.box, LOST_GROW)
             else:
                 track.box, track.missed = box, 0
                 seen.append(track)
@@ -155,7 +176,7 @@ class FaceTracker:
     def _search_whole(self, gray: np.ndarray) -> tuple[list[Track], list[int], list[int]]:
         self.full_searches += 1
         self.new_faces.reset(gray)
-        boxes = self.new_faces.search_whole(gray)
+        boxes = merge_same_face(self.new_faces.search_whole(gray))
         seen, appeared, ended = self._match(boxes)
         merged = self._merge_tracks()
         seen = [t for t in seen if t.track_id not in merged]
@@ -165,7 +186,7 @@ class FaceTracker:
         """Boxes found by the new-face search: a face followed already is skipped, a lost one
         is picked up again, the others start tracks (while there is room). Returns new ids."""
         appeared: list[int] = []
-        for box in suppress_nested(boxes):
+        for box in suppress_nested(merge_same_face(boxes)):
             if any(same_face(box, t.box) for t in self.tracks if t.missed == 0):
                 continue
             lost = [t for t in self.tracks if t.missed and same_face(box, t.box)]
