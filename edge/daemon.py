@@ -40,6 +40,9 @@ def run(config_file: str | None, overrides: Mapping[str, Any], check_only: bool 
     """fer-edge from its config file and the settings typed on its command line, to its exit code:
     0 when the run ends (source done, --max-frames, SIGTERM/SIGINT, stdout's reader gone); 2 with one
     line on stderr for every refusal (a FerliteError), never a traceback."""
+    # OpenCV would load an OpenCL runtime, where one is installed, at the first detection: ~0.6 MB
+    # resident for nothing (frames are numpy arrays on the CPU). An explicit setting is kept.
+    os.environ.setdefault("OPENCV_OPENCL_RUNTIME", "disabled")
     level = str(overrides.get("log_level", "INFO")).upper()
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),

@@ -191,27 +191,31 @@ def _browse(chromium: str, url: str, *extra: str) -> subprocess.CompletedProcess
 def test_preview_in_headless_chromium_shows_the_picture_and_a_label(tmp_path, clip):
     chromium = _chromium()
     running = Preview(["--source", clip.name, "--loop", "--fps-limit", "10"], cwd=clip.parent)  # shipped model
+    shot = tmp_path / "preview.png"
     try:
         running.wait_for_face()
-        shot = tmp_path / "preview.png"
-        done = _browse(chromium, running.url, f"--screenshot={shot}", "--window-size=1100,560")
-        assert shot.is_file(), done.stderr[-2000:]
         dom = _browse(chromium, running.url, "--dump-dom", "--virtual-time-budget=3000")
         assert dom.returncode == 0, dom.stderr[-2000:]
+        labels = re.search(r'<pre id="labels"[^>]*data-live="1"[^>]*>(.*?)</pre>', dom.stdout, re.S)
+        assert labels, dom.stdout[-3000:]  # the page's script replaced the text with a fresh /labels.json
+        said = re.search(r"#\d+ (" + "|".join(LABELS) + r") \d\.\d\d \[", labels.group(1))
+        assert said, labels.group(1)
+        # The picture carries the box and caption in that label's colour: many more such pixels than the clip has.
+        colour = np.array(COLOURS[said.group(1)])
+        plain = max(int((np.abs(frame.astype(int) - colour).max(axis=2) <= 30).sum()) for frame in read_video(clip))
+        shown = 0
+        for _ in range(3):  # on a loaded machine a screenshot can beat the stream's first painted frame
+            done = _browse(chromium, running.url, f"--screenshot={shot}", "--window-size=1100,560")
+            assert shot.is_file(), done.stderr[-2000:]
+            image = cv2.imread(str(shot))
+            assert image is not None and image.shape[:2] == (560, 1100)
+            assert image.std() > 20 and len(np.unique(image.reshape(-1, 3), axis=0)) > 1000  # not blank
+            stream = image[:500, :680]  # where the page shows the stream (640x480 at 16, 16)
+            shown = int((np.abs(stream.astype(int) - colour).max(axis=2) <= 30).sum())
+            if shown > plain + 400:
+                break
     finally:
         assert running.stop() == 0
-    image = cv2.imread(str(shot))
-    assert image is not None and image.shape[:2] == (560, 1100)
-    assert image.std() > 20 and len(np.unique(image.reshape(-1, 3), axis=0)) > 1000  # not blank
-    labels = re.search(r'<pre id="labels"[^>]*data-live="1"[^>]*>(.*?)</pre>', dom.stdout, re.S)
-    assert labels, dom.stdout[-3000:]  # the page's script replaced the text with a fresh /labels.json
-    said = re.search(r"#\d+ (" + "|".join(LABELS) + r") \d\.\d\d \[", labels.group(1))
-    assert said, labels.group(1)
-    # The picture carries the box and caption in that label's colour: many more such pixels than the clip has.
-    colour = np.array(COLOURS[said.group(1)])
-    stream = image[:500, :680]  # where the page shows the stream (640x480 at 16, 16)
-    shown = int((np.abs(stream.astype(int) - colour).max(axis=2) <= 30).sum())
-    plain = max(int((np.abs(frame.astype(int) - colour).max(axis=2) <= 30).sum()) for frame in read_video(clip))
     assert shown > plain + 400, (said.group(1), shown, plain)
     if KEEP_SCREENSHOT:
         shutil.copy(shot, ROOT / KEEP_SCREENSHOT)
