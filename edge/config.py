@@ -15,6 +15,8 @@ from typing import Any
 
 from .detector import DEFAULT_MIN_NEIGHBORS, DEFAULT_MIN_SIZE, DEFAULT_SCALE_FACTOR
 from .errors import ConfigError
+from .sweep import DEFAULT_BUDGET, DEFAULT_COOLDOWN, DEFAULT_REFRESH_EVERY
+from .tracking import DEFAULT_TRACK_MARGIN
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,12 +46,12 @@ class EdgeConfig:
     # Detect on the frame scaled to this width (0: as given). Shrinking pays only when min_size >= ~96:
     # below twice the cascade's 24 px window OpenCV steps 2 px at a time, and small faces are lost.
     detect_width: int = 0
-    # Video: a face that appears where the picture changed is found within this many frames (the
-    # search for new faces covers Haar's scales in this many steps; known faces are followed every frame).
-    full_detect_every: int = 5
-    search_budget: float = 0.08  # at most this share of a whole-frame search per frame for new faces
-    refresh_every: int = 90  # video: every N frames all of the picture is searched again, changed or not
-    track_margin: float = 0.3  # ROI around a known face, as a fraction of its size
+    # Video: a region that keeps changing is searched for new faces at most every N frames (known faces
+    # are followed every frame). The name is kept from when it spaced whole-frame searches.
+    full_detect_every: int = DEFAULT_COOLDOWN
+    search_budget: float = DEFAULT_BUDGET  # at most this share of a whole-frame search per frame for new faces
+    refresh_every: int = DEFAULT_REFRESH_EVERY  # video: every N frames all of the picture is searched again
+    track_margin: float = DEFAULT_TRACK_MARGIN  # ROI around a known face, as a fraction of its size
     smooth_window: int = 5  # frames of scores averaged for a face's label
     max_faces: int = 8
     # None: the model spec's framing (measured on its training faces). A number overrides it.

@@ -32,6 +32,11 @@ from .preprocess import Box
 
 Detect = Callable[[np.ndarray, int, int | None], list[Box]]  # (gray, min_size, max_size)
 HAAR_WINDOW = 24  # the frontal-face cascade's own window: nothing smaller is ever found
+# The search's defaults, written once: EdgeConfig (full_detect_every, search_budget, refresh_every)
+# and FaceTracker take them from here.
+DEFAULT_COOLDOWN = 5
+DEFAULT_BUDGET = 0.08
+DEFAULT_REFRESH_EVERY = 90
 
 
 # A cycle's searches cost at most this many whole-frame searches: the whole frame at every run,
@@ -200,8 +205,9 @@ class NewFaceSearch:
         change: the ChangeMap (default: a new one with its defaults).
     """
 
-    def __init__(self, detect: Detect, min_size: int, scale_factor: float = 1.1, cooldown: int = 5,
-                 budget: float = 0.08, refresh_every: int = 60, change: ChangeMap | None = None) -> None:
+    def __init__(self, detect: Detect, min_size: int, scale_factor: float = 1.1, cooldown: int = DEFAULT_COOLDOWN,
+                 budget: float = DEFAULT_BUDGET, refresh_every: int = DEFAULT_REFRESH_EVERY,
+                 change: ChangeMap | None = None) -> None:
         self._detect = detect
         self.min_size = max(HAAR_WINDOW, min_size)
         self.scale_factor = scale_factor
@@ -254,7 +260,7 @@ class NewFaceSearch:
         """True on the first frame, and when the frame size or min_size changed."""
         return self._frame_shape != gray.shape[:2] or self._planned_min != self.min_size
 
-    def owe(self, box: Box, grow: float) -> None:
+    def look_around(self, box: Box, grow: float) -> None:
         """Search around a box (grown by `grow` of its size on each side) at the scales near its
         size (LOST_SIZES) on this frame, before anything else: a face was lost there."""
         x, y, w, h = box

@@ -4,8 +4,8 @@ Each known face is searched for only in a region around its last box, at scales 
 size. New faces are looked for by NewFaceSearch (edge/sweep.py): only where the picture changed
 (or every `refresh_every` frames, everywhere), a few scales at a time, within a budget per
 frame, so no frame after the first pays for a whole-frame search. A known face not found in its
-region makes its surroundings owe a search at every scale, on the same frame when the budget
-allows; it ends after `keep_missed` frames unseen. The first frame (and a frame of a new size)
+region is looked for around where it was, at scales near its size, on the same frame; it
+ends after `keep_missed` frames unseen. The first frame (and a frame of a new size)
 is searched whole.
 """
 
@@ -18,8 +18,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .preprocess import Box
-from .sweep import HAAR_WINDOW, ChangeMap, Detect, NewFaceSearch
+from .sweep import (
+    DEFAULT_BUDGET,
+    DEFAULT_COOLDOWN,
+    DEFAULT_REFRESH_EVERY,
+    HAAR_WINDOW,
+    ChangeMap,
+    Detect,
+    NewFaceSearch,
+)
 
+DEFAULT_TRACK_MARGIN = 0.3  # a known face is searched for in its box grown by this share (EdgeConfig's too)
 MATCH_IOU = 0.2  # boxes overlapping at least this much are the same face
 MERGE_IOU = 0.4  # two tracks whose boxes overlap this much follow one face: one of them ends
 NESTED = 0.7  # a box with this share of its area inside another box is part of that face (an eye)
@@ -30,8 +39,8 @@ NEAR_SCALES = (0.8, 1.25)
 # Changes this share of a known face's size around it are that face's (hair, shoulders, what it
 # uncovers as it moves): they owe no search for new faces.
 EXPLAINED = 0.6
-# A face lost from its region is looked for this share of its size around where it was, at every
-# scale, at once (a person who moved fast, a video that looped back).
+# A face lost from its region is looked for this share of its size around where it was, at scales
+# near its size (sweep.LOST_SIZES), at once (a person who moved fast, a video that looped back).
 LOST_GROW = 1.5
 
 
@@ -120,18 +129,17 @@ class FaceTracker:
         self,
         detect: Detect,
         min_size: int,
-        cooldown: int = 5,
-        roi_margin: float = 0.5,
+        cooldown: int = DEFAULT_COOLDOWN,
+        roi_margin: float = DEFAULT_TRACK_MARGIN,
         keep_missed: int = 2,
         max_faces: int = 8,
         *,
         near: Detect | None = None,
         scale_factor: float = 1.1,
-        budget: float = 0.08,
-        refresh_every: int = 60,
+        budget: float = DEFAULT_BUDGET,
+        refresh_every: int = DEFAULT_REFRESH_EVERY,
         change: ChangeMap | None = None,
     ) -> None:
-        self._detect = detect
         self._near = near or detect
         self.new_faces = NewFaceSearch(detect, min_size, scale_factor, cooldown, budget, refresh_every, change)
         self.min_size = min_size
@@ -160,7 +168,7 @@ class FaceTracker:
             box = self._search_near(gray, track.box)
             if box is None:
                 track.missed += 1
-                self.new_faces.owe(track.box, LOST_GROW)
+                self.new_faces.look_around(track.box, LOST_GROW)
             else:
                 track.box, track.missed = box, 0
                 seen.append(track)
