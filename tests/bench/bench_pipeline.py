@@ -245,18 +245,6 @@ def tensorflow_peer(runs: int, workdir: Path) -> dict[str, Any] | None:
             "first_result_median_s": round(float(np.median(firsts)), 3), "peak_rss_max_mb": round(max(peaks) / 1024, 1)}
 
 
-def write_video(frames: list[scenes.Frame], sigma: float, folder: Path) -> Path:
-    """A video file of a scene (noise, mp4v) for fer-edge to play: its memory on a video source."""
-    path = folder / "scene.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (scenes.FRAME_W, scenes.FRAME_H))
-    rng = np.random.default_rng(0)
-    for frame in frames:
-        noisy = frame.image.astype(np.float32) + rng.normal(0, sigma, frame.image.shape).astype(np.float32)
-        writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
-    writer.release()
-    return path
-
-
 def write_frames(frames: Sequence[scenes.Frame], folder: Path) -> Path:
     for i, frame in enumerate(frames):
         cv2.imwrite(str(folder / f"frame_{i:03d}.jpg"), frame.image)
@@ -339,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report["runs"].append({"scenes": name, **run_threads(all_scenes, args.model, threads, config)})
         clean = sets["clean"]
         frames = write_frames([s[len(s) // 2] for s in clean[: len(KINDS)]], Path(tmp))
-        video = write_video(sets["clean"][1], SIGMAS[-1], Path(tmp))
+        # A video file of a scene for fer-edge to play: its memory on a video source.
+        video = scenes.write_video(clean[1], SIGMAS[-1], np.random.default_rng(0), Path(tmp) / "scene.mp4")
         report["daemon"] = {
             "image folder": daemon_startup(args.model, args.startup_runs, frames),
             "video file": daemon_startup(args.model, args.startup_runs, video),

@@ -179,11 +179,10 @@ def scene(
             mover.step(rng)
 
 
-def through_codec(frames: list[Frame], sigma: float, rng: np.random.Generator, folder: Path,
-                  fourcc: str = "mp4v") -> list[Frame]:
-    """The frames as a camera and a video file would give them: Gaussian sensor noise (sigma grey
-    levels per pixel), written with a real video codec (OpenCV's VideoWriter) and read back."""
-    path = folder / f"scene-{frames[0].scene}-{sigma:g}.mp4"
+def write_video(frames: list[Frame], sigma: float, rng: np.random.Generator, path: Path,
+                fourcc: str = "mp4v") -> Path:
+    """The frames with Gaussian sensor noise (sigma grey levels per pixel), written with a real
+    video codec (OpenCV's VideoWriter) to `path`."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 30, (FRAME_W, FRAME_H))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {fourcc} video here")
@@ -191,6 +190,14 @@ def through_codec(frames: list[Frame], sigma: float, rng: np.random.Generator, f
         noisy = frame.image.astype(np.float32) + rng.normal(0, sigma, frame.image.shape).astype(np.float32)
         writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
     writer.release()
+    return path
+
+
+def through_codec(frames: list[Frame], sigma: float, rng: np.random.Generator, folder: Path,
+                  fourcc: str = "mp4v") -> list[Frame]:
+    """The frames as a camera and a video file would give them: noisy, through write_video and
+    read back."""
+    path = write_video(frames, sigma, rng, folder / f"scene-{frames[0].scene}-{sigma:g}.mp4", fourcc)
     capture = cv2.VideoCapture(str(path))
     decoded: list[Frame] = []
     for frame in frames:
