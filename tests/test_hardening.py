@@ -249,6 +249,9 @@ def test_unreadable_pass_returns_when_asked_to_stop(tmp_path):
         ("frame_width = 2147483648\n", "frame_width"),
         ("detect_width = 2147483648\n", "detect_width"),
         ("full_detect_every = 1099511627776\n", "full_detect_every"),
+        ("search_budget = 0.0\n", "search_budget"),  # a frame could never search anything
+        ("search_budget = nan\n", "search_budget"),
+        ("refresh_every = 0\n", "refresh_every"),
         ("socket_buffer = 1099511627776\n", "socket_buffer"),
         ("fps_limit = " + "9" * 400 + "\n", "fps_limit"),
     ],
