@@ -197,7 +197,10 @@ class Recognizer:
 
         Args:
             image: BGR, BGRA, gray or a YUV420 Y plane (uint8), or the path of an image file
-                (JPEG, PNG, BMP, PNM, TIFF, WebP).
+                (JPEG, PNG, BMP, PNM, TIFF, WebP). A file is read as a viewer shows it: its EXIF
+                orientation (a phone's portrait photo) is applied. An array is taken as the pixels
+                it holds: cv2.imread(path) has applied the orientation already, cv2.imdecode with
+                IMREAD_UNCHANGED has not.
 
         Returns:
             The faces found, largest first (at most `max_faces`), `track` None.
@@ -262,7 +265,8 @@ def recognize(image: np.ndarray | PathLike) -> list[FaceResult]:
     For other settings or a model of your own, use a Recognizer.
 
     Args:
-        image: BGR, BGRA, gray or a YUV420 Y plane (uint8), or the path of an image file.
+        image: BGR, BGRA, gray or a YUV420 Y plane (uint8), taken as given, or the path of an image
+            file, read upright (its EXIF orientation applied, as a viewer shows it).
 
     Returns:
         The faces found, largest first: box (x, y, w, h), label, score, scores.

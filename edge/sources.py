@@ -218,6 +218,119 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+# EXIF Orientation (TIFF tag 274): 1 upright; 2-8 how the stored pixels must be turned to be shown.
+ORIENTATION_TAG = 0x0112
+MAX_EXIF_ENTRIES = 1024  # IFD0 of a real photo holds a few dozen; a count past this is a broken block
+MAX_SEGMENTS = 4096  # JPEG markers / PNG / RIFF chunks looked at before giving up
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    """The Orientation of an EXIF block (a TIFF header and IFD0); 1 when it has none or is broken."""
+    if tiff[:6] == b"Exif\0\0":  # some PNG/WebP writers keep JPEG's APP1 prefix
+        tiff = tiff[6:]
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or _u16(tiff, 2, order) != 42:
+        return 1
+    ifd = int(struct.unpack_from(order + "I", tiff, 4)[0])
+    count = _u16(tiff, ifd, order)
+    if count > MAX_EXIF_ENTRIES:
+        return 1
+    for n in range(count):
+        at = ifd + 2 + 12 * n
+        tag, kind, values = struct.unpack_from(order + "HHI", tiff, at)
+        if tag != ORIENTATION_TAG:
+            continue
+        if kind != 3 or values != 1:  # SHORT, one value: anything else is a broken tag
+            return 1
+        value = _u16(tiff, at + 8, order)
+        return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _jpeg_exif(data: bytes) -> bytes | None:
+    """The EXIF block of a JPEG's APP1 "Exif" segment (before its image data), if any."""
+    i = 2
+    for _ in range(MAX_SEGMENTS):
+        if i + 4 > len(data) or data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # no length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no EXIF before the pixels
+            return None
+        length = _u16(data, i + 2, ">")
+        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\0\0":
+            return data[i + 10 : i + 2 + length]
+        i += 2 + length
+    return None
+
+
+def _png_exif(data: bytes) -> bytes | None:
+    i = 8
+    for _ in range(MAX_SEGMENTS):
+        if i + 8 > len(data):
+            return None
+        length = int(struct.unpack_from(">I", data, i)[0])
+        kind = data[i + 4 : i + 8]
+        if kind == b"eXIf":
+            return data[i + 8 : i + 8 + length]
+        if kind == b"IEND":
+            return None
+        i += 12 + length
+    return None
+
+
+def _webp_exif(data: bytes) -> bytes | None:
+    i = 12
+    for _ in range(MAX_SEGMENTS):
+        if i + 8 > len(data):
+            return None
+        kind = data[i : i + 4]
+        length = int(struct.unpack_from("<I", data, i + 4)[0])
+        if kind == b"EXIF":
+            return data[i + 8 : i + 8 + length]
+        i += 8 + length + (length & 1)
+    return None
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF Orientation (1-8) of a JPEG, PNG or WebP file's bytes; 1 when there is none, and for
+    a missing, truncated or corrupt EXIF block (never an exception).
+
+    These are the formats whose orientation OpenCV applies only in cv2.imread/IMREAD_COLOR, never with
+    IMREAD_UNCHANGED (which read_image decodes with). TIFF is left alone: its decoder turns it itself.
+    """
+    try:
+        if data[:3] == b"\xff\xd8\xff":
+            block = _jpeg_exif(data)
+        elif data[:8] == b"\x89PNG\r\n\x1a\n":
+            block = _png_exif(data)
+        elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            block = _webp_exif(data)
+        else:
+            return 1
+        return _tiff_orientation(block) if block else 1
+    except (struct.error, ValueError, IndexError):
+        return 1
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """The image as a viewer shows it under an EXIF Orientation (the same turns as cv2.imread's):
+    2 mirrored, 3 turned 180 degrees, 4 flipped, 5 transposed, 6 turned 90 degrees clockwise,
+    7 transverse, 8 turned 90 degrees counter-clockwise; 1 (or anything else) as it is."""
+    if orientation == 1 or not 2 <= orientation <= 8:
+        return image
+    if orientation >= 5:
+        image = np.swapaxes(image, 0, 1)
+    turned = {2: image[:, ::-1], 3: image[::-1, ::-1], 4: image[::-1], 5: image,
+              6: image[:, ::-1], 7: image[::-1, ::-1], 8: image[::-1]}[orientation]
+    return np.ascontiguousarray(turned)
+
+
 def _frame_image(image: np.ndarray) -> np.ndarray:
     """A decoded image as the pipeline takes it: uint8, gray or 3/4 channels."""
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
@@ -231,11 +344,13 @@ def _frame_image(image: np.ndarray) -> np.ndarray:
 
 
 def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode one image file from bytes read here, or raise UnusableImage saying why.
+    """Decode one image file from bytes read here, upright, or raise UnusableImage saying why.
 
     The file is opened without blocking and must be a regular file (a FIFO named .jpg would
     block forever); its header must name at most `max_pixels` pixels before anything is decoded.
-    cv2.imread is never used: it crashes on names that are not valid UTF-8.
+    cv2.imread is never used: it crashes on names that are not valid UTF-8. The image comes back
+    as a viewer shows it: its EXIF orientation (a phone's portrait photo) applied, as cv2.imread
+    would. Every image file fer-edge, fer-preview and the API read comes through here.
     """
     max_bytes = max_pixels * BYTES_PER_PIXEL + (1 << 20)
     try:
@@ -266,7 +381,7 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         raise UnusableImage("cannot decode")
     if image.shape[0] * image.shape[1] > max_pixels:  # the header lied
         raise UnusableImage(f"decodes to more than max_image_pixels ({max_pixels})")
-    return _frame_image(image)
+    return apply_orientation(_frame_image(image), exif_orientation(data))
 
 
 class ImageFilesSource(Closing):
