@@ -33,6 +33,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "Surprise": (220, 60, 220),
 }
 _OTHER = (0, 255, 0)
+NOTE_BACKGROUND = (0, 0, 0)  # a note ("no face"): white on black, readable on any photo
+NOTE_TEXT = (255, 255, 255)
 # Video containers and the codec written into each (all in OpenCV's bundled FFmpeg).
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 DEFAULT_FPS = 30.0
@@ -43,13 +45,15 @@ def caption(label: str, score: float, track: int | None = None) -> str:
     return f"{'' if track is None else f'#{track} '}{label} {score:.2f}"
 
 
-def draw_result(frame: np.ndarray, result: FrameResult, *, copy: bool = True) -> np.ndarray:
+def draw_result(frame: np.ndarray, result: FrameResult, *, copy: bool = True, note: str | None = None) -> np.ndarray:
     """Draw one frame's faces on the frame: a box per face and "#track label score" above it.
 
     Args:
         frame: the frame the result is for (BGR, BGRA, gray or a YUV420 Y plane, uint8).
         result: its FrameResult (from Recognizer.process, or a Pipeline).
         copy: False draws into `frame` itself when it is already BGR (no copy made).
+        note: a line written at the top left, white on black (fer-edge: "no face" on a photo
+            in which none was found).
 
     Returns:
         A BGR (H, W, 3) uint8 image with the annotations; `frame` is untouched unless copy=False.
@@ -80,6 +84,11 @@ def draw_result(frame: np.ndarray, result: FrameResult, *, copy: bool = True) ->
         cv2.rectangle(out, (left, top), (left + tw + 2 * thick, top + th + base + 2 * thick), colour, cv2.FILLED)
         cv2.putText(out, text, (left + thick, top + th + thick), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
                     (0, 0, 0), thick, cv2.LINE_AA)
+    if note:
+        (tw, th), base = cv2.getTextSize(note, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
+        pad = 3 * thick
+        cv2.rectangle(out, (0, 0), (tw + 2 * pad, th + base + 2 * pad), NOTE_BACKGROUND, cv2.FILLED)
+        cv2.putText(out, note, (pad, pad + th), cv2.FONT_HERSHEY_SIMPLEX, font_scale, NOTE_TEXT, thick, cv2.LINE_AA)
     return out
 
 
@@ -104,10 +113,10 @@ class VideoAnnotator:
         self._size: tuple[int, int] | None = None
         self._failed = False
 
-    def __call__(self, frame: Frame, result: FrameResult) -> None:
+    def __call__(self, frame: Frame, result: FrameResult, note: str | None = None) -> None:
         if self._failed:
             return
-        image = draw_result(frame.image, result)
+        image = draw_result(frame.image, result, note=note)
         height, width = image.shape[:2]
         if self._writer is None:
             self._open(width, height)
@@ -171,9 +180,9 @@ class ImageAnnotator:
         target = self.path / Path(name).name
         return target.with_suffix(".png") if target.suffix.lower() == ".pgm" else target  # PGM is gray only
 
-    def __call__(self, frame: Frame, result: FrameResult) -> None:
+    def __call__(self, frame: Frame, result: FrameResult, note: str | None = None) -> None:
         target = self.target(frame)
-        image = draw_result(frame.image, result)
+        image = draw_result(frame.image, result, note=note)
         ok, data = cv2.imencode(target.suffix.lower(), image)
         try:
             if not ok:

@@ -29,7 +29,7 @@ from .contract import LABELS
 from .detector import HaarDetector
 from .errors import InputError
 from .frames import check_frame
-from .pipeline import FaceResult, FrameResult, Pipeline, PipelineConfig
+from .pipeline import FaceResult, FrameResult, Pipeline, PipelineConfig, TrackEvent
 from .runner import ModelLoadError, ModelRunner
 from .sources import UnusableImage, read_image, utf8_name
 from .spec import ModelSpec, check_model_input, spec_path_for
@@ -214,15 +214,20 @@ class Recognizer:
             image = _read(image)
         return list(pipeline.process(check_frame(image, "image")).faces)
 
-    def reset(self) -> None:
+    def reset(self) -> tuple[TrackEvent, ...]:
         """Forget the tracked faces: the next process() frame starts a new video.
+
+        Returns:
+            An `end` event for each face still tracked (fer-edge adds them to the last frame of a
+            video file).
 
         Raises:
             InputError: the Recognizer is closed.
         """
-        self._pipeline(self._video)
+        ended = self._pipeline(self._video).end_tracks()
         assert self._runner is not None
         self._video = build_pipeline(self.config, self._runner, self._detector, temporal=True)
+        return ended
 
     def close(self) -> None:
         """Release the model; later calls raise InputError. Closing twice is harmless."""

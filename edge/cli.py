@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-faces", type=int, help="most faces classified per frame")
     p.add_argument("--annotate", metavar="PATH",
                    help="also write annotated frames: a video file (camera/video) or a folder of images (stills)")
+    p.add_argument("--format", metavar="json|csv",
+                   help="results on stdout: JSON lines (default) or CSV, one row per face (the socket stays JSON)")
     p.add_argument("--log-level", help="DEBUG | INFO | WARNING | ERROR")
     return p
 

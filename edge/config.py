@@ -66,6 +66,9 @@ class EdgeConfig:
     max_image_pixels: int = 40_000_000
     # Also write annotated frames here: a video file (cameras, videos) or a folder of images (stills).
     annotate: str | None = None
+    # Results on stdout: "json" (one JSON object per frame) or "csv" (a header, then one row per face).
+    # The socket always carries JSON lines.
+    format: str = "json"
 
     def __post_init__(self) -> None:
         _check_ranges(self)
@@ -100,6 +103,7 @@ _FLOAT_RANGES: dict[str, tuple[float, float]] = {
 }
 _NON_EMPTY = ("source", "model", "socket", "annotate")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FORMATS = ("json", "csv")  # EdgeConfig.format
 # Owner read/write required; group read/write allowed; nothing for others, no execute or special bits.
 SOCKET_MODE_REQUIRED = 0o600
 SOCKET_MODE_ALLOWED = 0o660
@@ -134,6 +138,8 @@ def _check_ranges(config: EdgeConfig) -> None:
             raise ConfigError(f"{name} must not be empty (leave it out for the default)")
     if config.log_level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
+    if config.format not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {short(config.format)}")
     if config.reopen_max_s < config.reopen_initial_s:
         raise ConfigError("reopen_initial_s must be <= reopen_max_s")
     mode = config.socket_mode

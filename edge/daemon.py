@@ -26,9 +26,11 @@ from .api import build_pipeline, load_parts
 from .config import EdgeConfig, describe, load_config
 from .errors import FerliteError, OutputError, StartupError
 from .feed import FeedError, SocketFeed
-from .loop import Sink, StopFeed, run_loop
+from .loop import MessageSink, Sink, StopFeed, run_loop
 from .notify import SystemdNotifier
+from .pipeline import FrameResult, Pipeline
 from .sources import Closing, Frame, FrameSource, ImageFilesSource, SourceError, open_source
+from .table import CsvLines
 
 log = logging.getLogger("ferlite.edge")
 
@@ -301,21 +303,67 @@ def _open(config: EdgeConfig, signals: Signals, notifier: SystemdNotifier) -> Fr
     )
 
 
-class SmallImageHint:
-    """Photos too small to hold a face of min_size px (e.g. a folder of 48x48 face crops) find no face:
-    say why once, and what to use instead, rather than printing empty results in silence."""
+class PhotoReport:
+    """Photos (a folder, one image, the demo): what was not found, said per photo and counted.
 
-    def __init__(self, min_size: int) -> None:
-        self.min_size = min_size
-        self.said = False
+    A photo in which no face is found is searched once more, for faces below min_size, to tell a
+    photo without a face from one whose faces are too small. Either gets one log line (INFO; DEBUG
+    on the later passes of a looping folder), a count in the status line and in the summary at the
+    end, and a note on its annotated copy ("no face", "faces below min_size"). Photos too small to
+    hold a face of min_size px (a folder of 48x48 face crops) also say once to use --whole-frame.
+    """
 
-    def __call__(self, frame: Any, result: Any) -> None:
+    def __init__(self, pipeline: Pipeline, config: EdgeConfig, source: ReopenOnRequest,
+                 annotate: Callable[..., None] | None = None) -> None:
+        self.pipeline = pipeline
+        self.min_size = config.min_size
+        self.source = source
+        self.annotate = annotate
+        self.photos = 0
+        self.faces = 0
+        self.no_face = 0
+        self.too_small = 0
+        self.hinted = False
+
+    def __call__(self, frame: Frame, result: FrameResult) -> None:
+        self.photos += 1
+        self.faces += len(result.faces)
+        note = None
+        if not result.faces:  # (with --whole-frame every photo is one face)
+            note = self._not_found(frame, result)
+        if self.annotate is not None:
+            self.annotate(frame, result, note)
+
+    def _not_found(self, frame: Frame, result: FrameResult) -> str:
         width, height = result.size
-        if self.said or result.faces or min(width, height) >= 2 * self.min_size:
-            return
-        self.said = True
-        log.warning("no face found in a %dx%d image: faces smaller than min_size (%d px) are not looked for; "
-                    "if the images are face crops, use --whole-frame", width, height, self.min_size)
+        name = frame.file or self.source.name
+        level = logging.INFO if getattr(self.source.source, "passes", 0) == 0 else logging.DEBUG
+        small = self.pipeline.faces_below_min_size(frame.image)
+        if small:
+            self.too_small += 1
+            sizes = sorted(box[2] for box in small)
+            log.log(level, "%s: no face of min_size (%d px); %d smaller face(s), %d-%d px (lower min_size to "
+                    "look for them)", name, self.min_size, len(small), sizes[0], sizes[-1])
+            note = f"faces below min_size ({self.min_size} px)"
+        else:
+            self.no_face += 1
+            log.log(level, "%s: no face found (%dx%d)", name, width, height)
+            note = "no face"
+        if not self.hinted and min(width, height) < 2 * self.min_size:
+            self.hinted = True
+            log.warning("no face found in a %dx%d image: faces smaller than min_size (%d px) are not looked for; "
+                        "if the images are face crops, use --whole-frame", width, height, self.min_size)
+        return note
+
+    def status(self) -> str:
+        """For the status line: the photos in which no face was found so far."""
+        return f", {self.no_face} photos with no face, {self.too_small} with faces below min_size"
+
+    def summary(self, fps: float) -> None:
+        skipped = getattr(self.source.source, "skipped", 0)
+        log.info("%s: %d photos, %d faces, %d with no face, %d with only faces below min_size (%d px), "
+                 "%d unreadable skipped; %.1f photos/s", self.source.name, self.photos, self.faces, self.no_face,
+                 self.too_small, self.min_size, skipped, fps)
 
 
 def serve(config: EdgeConfig, stop: Signals) -> int:
@@ -362,11 +410,16 @@ def serve(config: EdgeConfig, stop: Signals) -> int:
                 on_result = stack.enter_context(annotator_for(config, source.source, temporal))
             except AnnotateError as e:
                 raise StartupError(str(e)) from e
-        elif not temporal and not config.whole_frame:
-            on_result = SmallImageHint(config.min_size)
+        report: PhotoReport | None = None
+        if not temporal:
+            on_result = report = PhotoReport(pipeline, config, source, on_result)
+        message_sinks: list[MessageSink] = []
+        if stdout is not None and config.format == "csv":
+            sinks.remove(stdout)
+            message_sinks.append(CsvLines(stdout))
 
         def extra() -> str:
-            text = ""
+            text = report.status() if report is not None else ""
             if feed is not None:
                 text += f", {feed.reader_count} readers, {feed.dropped} dropped"
             if stdout is not None and stdout.dropped:
@@ -384,12 +437,16 @@ def serve(config: EdgeConfig, stop: Signals) -> int:
                 status_requested=stop.take_status,
                 status_extra=extra,
                 on_result=on_result,
+                message_sinks=message_sinks,
             )
         finally:
             notifier.stopping()
     if stdout is not None:
         stdout.check()  # a write error met after the last frame (the queue drains on close)
-    log.info("%d frames, %d faces, %.1f fps", stats.frames, stats.faces, stats.fps)
+    if report is not None:
+        report.summary(stats.fps)
+    else:
+        log.info("%d frames, %d faces, %.1f fps", stats.frames, stats.faces, stats.fps)
     if stats.ended == "source" and stats.frames == 0:
         skipped = getattr(source.source, "skipped", 0)
         detail = f" ({skipped} unusable image(s) skipped)" if skipped else ""

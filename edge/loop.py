@@ -3,6 +3,7 @@ run it). Parts come in as arguments; a sink raises StopFeed to end the loop clea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -16,6 +17,7 @@ from .sources import Frame, FrameSource, stoppable_sleep
 log = logging.getLogger(__name__)
 
 Sink = Callable[[bytes], None]
+MessageSink = Callable[[dict[str, Any]], None]
 
 
 class Notifier(Protocol):
@@ -63,7 +65,8 @@ class LoopStats:
 def frame_message(
     index: int, source_name: str, frame: Frame, result: FrameResult
 ) -> dict[str, Any]:
-    return frame_to_json(result, frame=index, ts=round(time.time(), 3), source=source_name, file=frame.file)
+    return frame_to_json(result, frame=index, ts=round(time.time(), 3), source=source_name, file=frame.file,
+                         pos_ms=getattr(frame, "pos_ms", None))
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -83,12 +86,15 @@ def run_loop(
     status_requested: Callable[[], bool] = lambda: False,
     status_extra: Callable[[], str] = lambda: "",
     on_result: Callable[[Frame, FrameResult], None] | None = None,
+    message_sinks: Sequence[MessageSink] = (),
 ) -> LoopStats:
     """Process frames until the source ends, max_frames is reached, or should_stop() is true.
 
-    `status_requested()` true (e.g. after SIGUSR1) logs a status line at once; `status_extra()`
-    adds to every status line (readers, dropped lines). `on_result(frame, result)`, when given,
-    is called after the sinks with every frame (--annotate, fer-preview).
+    `sinks` take each frame's message as a JSON line; `message_sinks` take the message itself
+    (fer-edge --format csv). `status_requested()` true (e.g. after SIGUSR1) logs a status line at
+    once; `status_extra()` adds to every status line (readers, dropped lines). `on_result(frame,
+    result)`, when given, is called after the sinks with every frame (--annotate, fer-preview).
+    The last frame of a video file carries an `end` event for every track still open.
     """
     notifier = notifier or NullNotifier()
     stats = LoopStats(started=time.monotonic())
@@ -108,10 +114,16 @@ def run_loop(
             stats.ended = "stop" if should_stop() else "source"
             break
         result = pipeline.process(frame.image)
-        line = encode(frame_message(stats.frames, source.name, frame, result))
+        if frame.last:  # the file ends here: so do the faces still in view
+            result = dataclasses.replace(result, events=result.events + pipeline.end_tracks())
+        message = frame_message(stats.frames, source.name, frame, result)
         try:
-            for sink in sinks:
-                sink(line)
+            if sinks:
+                line = encode(message)
+                for sink in sinks:
+                    sink(line)
+            for message_sink in message_sinks:
+                message_sink(message)
         except StopFeed:
             log.info("output closed; stopping")
             stats.ended = "output"

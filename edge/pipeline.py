@@ -97,32 +97,35 @@ class FrameResult:
 
     def to_json(
         self, *, frame: int | None = None, ts: float | None = None, source: str | None = None,
-        file: str | None = None,
+        file: str | None = None, pos_ms: float | None = None,
     ) -> dict[str, Any]:
         """The feed message for this frame; see frame_to_json()."""
-        return frame_to_json(self, frame=frame, ts=ts, source=source, file=file)
+        return frame_to_json(self, frame=frame, ts=ts, source=source, file=file, pos_ms=pos_ms)
 
 
 def frame_to_json(
     result: FrameResult, *, frame: int | None = None, ts: float | None = None, source: str | None = None,
-    file: str | None = None,
+    file: str | None = None, pos_ms: float | None = None,
 ) -> dict[str, Any]:
     """One frame's result as the feed carries it: the one serialisation, used by fer-edge too.
 
     Args:
         result: the frame's result.
-        frame: the frame counter; `ts`: Unix time of the result; `source`: the source as given;
-            `file`: the image's file name (image sources). Each is left out of the message when None.
+        frame: the frame counter; `ts`: Unix time of the result; `pos_ms`: the frame's position in
+            its video file (ms); `source`: the source as given; `file`: the image's file name (image
+            sources). Each is left out of the message when None.
 
     Returns:
-        A dict in the feed's key order (frame, ts, source, file, size, faces, events, timing_ms),
-        ready for json.dumps; `events` only when there are some.
+        A dict in the feed's key order (frame, ts, pos_ms, source, file, size, faces, events,
+        timing_ms), ready for json.dumps; `events` only when there are some.
     """
     message: dict[str, Any] = {}
     if frame is not None:
         message["frame"] = frame
     if ts is not None:
         message["ts"] = ts
+    if pos_ms is not None:
+        message["pos_ms"] = pos_ms
     if source is not None:
         message["source"] = source
     if file is not None:
@@ -246,6 +249,26 @@ class Pipeline:
     def _detection_min_size(self) -> int:
         """min_size in the pixels of the (possibly shrunk) detection frame."""
         return max(HAAR_WINDOW, round(self.edge.min_size / self._scale))
+
+    def faces_below_min_size(self, image: np.ndarray) -> list[Box]:
+        """Faces smaller than min_size (down to Haar's 24 px window) in a still: the sizes process()
+        does not look for. Asked for only when process() found no face in a photo, to say whether
+        the photo holds none or only faces too small; it searches the scales below min_size, which
+        costs about as much as process()'s own search or more (the largest images Haar scans)."""
+        if self.detector is None:
+            return []
+        small = self._small_gray(to_gray(image))
+        low, high = HAAR_WINDOW, self._detection_min_size() - 1
+        if high < low:
+            return []
+        boxes = suppress_nested(self.detector.detect(small, min_size=low, max_size=high))
+        return [scale_box(b, self._scale) for b in boxes]
+
+    def end_tracks(self) -> tuple[TrackEvent, ...]:
+        """End every track still open (the video ended): their `end` events; the tracker forgets them."""
+        ended = tuple(TrackEvent("end", track.track_id) for track in self.tracker.tracks)
+        self.tracker.tracks = []
+        return ended
 
     def process(self, image: np.ndarray) -> FrameResult:
         start = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import math
 import os
 import stat
 import struct
@@ -38,6 +39,8 @@ WAIT_SLICE_S = 0.1  # waits are cut into slices this long so that a stop request
 class Frame:
     image: np.ndarray  # BGR (h, w, 3) or gray (h, w): a picamera2 Y plane is gray
     file: str | None = None  # image sources: the file's name
+    pos_ms: float | None = None  # video files: the frame's position in the video (ms from its start)
+    last: bool = False  # video files: no frame follows (the file ends here and does not loop)
 
 
 class FrameSource(Protocol):
@@ -422,6 +425,7 @@ class ImageFilesSource(Closing):
         self._on_wait = on_wait
         self._sleep = sleep or (lambda seconds: stoppable_sleep(seconds, should_stop))
         self._index = 0
+        self.passes = 0  # passes completed (a looping folder): 0 while the first pass runs
         self._pass_read = False
         self._delay = backoff[0]
         self._warned: set[str] = set()
@@ -471,6 +475,7 @@ class ImageFilesSource(Closing):
             self._delay = min(self._delay * 2, self.backoff[1])
         self._pass_read = False
         self._index = 0
+        self.passes += 1
         if self.folder is not None:
             try:
                 self.files = list_images(self.folder)
@@ -504,7 +509,12 @@ def _open_capture(factory: Callable[..., Any], target: str | int, live: bool) ->
 
 
 class VideoCaptureSource(Closing):
-    """OpenCV VideoCapture: a V4L2 camera (live) or a video file (finite, or looped)."""
+    """OpenCV VideoCapture: a V4L2 camera (live) or a video file (finite, or looped).
+
+    A video file's frames carry their position in the video (`pos_ms`), and the last one says so
+    (`last`): the next frame is grabbed (demuxed and decoded, not yet converted) before a frame is
+    returned, which costs no copy of a frame.
+    """
 
     def __init__(
         self,
@@ -524,6 +534,8 @@ class VideoCaptureSource(Closing):
         if not self._capture.isOpened():
             self._capture.release()
             raise SourceOpenError(f"{self.name}: cannot open video source")
+        self._grabbed: bool | None = None  # video files: whether the next frame is grabbed; None: not tried
+        self._index = 0  # video files: frames returned since the video (re)started
 
     @property
     def fps(self) -> float | None:
@@ -532,16 +544,40 @@ class VideoCaptureSource(Closing):
         return value if 0.0 < value < 1000.0 else None
 
     def read(self) -> Frame | None:
-        ok, image = self._capture.read()
-        if ok:
-            return Frame(image=image)
         if self.live:
-            raise SourceError(f"{self.name}: camera stopped delivering frames")
-        if self.loop and self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
             ok, image = self._capture.read()
             if ok:
                 return Frame(image=image)
-        return None
+            raise SourceError(f"{self.name}: camera stopped delivering frames")
+        if self._grabbed is None:
+            self._grabbed = self._grab()
+        if not self._grabbed:
+            return None
+        pos_ms = self._position()
+        ok, image = self._capture.retrieve()
+        if not ok:
+            self._grabbed = False
+            return None
+        self._index += 1
+        self._grabbed = self._grab()
+        return Frame(image=image, pos_ms=pos_ms, last=not self._grabbed)
+
+    def _grab(self) -> bool:
+        """Grab the next frame of the file; at its end, start it again when looping."""
+        if self._capture.grab():
+            return True
+        if self.loop and self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
+            self._index = 0
+            return bool(self._capture.grab())
+        return False
+
+    def _position(self) -> float | None:
+        """The grabbed frame's position (ms): what the file says, else its index at the reported frame rate."""
+        pos = float(self._capture.get(cv2.CAP_PROP_POS_MSEC) or 0.0)
+        if math.isfinite(pos) and (pos > 0 or (pos == 0 and self._index == 0)):
+            return round(pos, 3)
+        fps = self.fps
+        return round(self._index * 1000.0 / fps, 3) if fps else None
 
     def close(self) -> None:
         self._capture.release()
