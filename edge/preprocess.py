@@ -43,14 +43,21 @@ def expand_box(box: Sequence[int], margin: float, frame_shape: Sequence[int]) ->
     return x0, y0, x1 - x0, y1 - y0
 
 
+def shrink_to_face_size(gray: np.ndarray, face_size: int = FACE_SIZE) -> np.ndarray:
+    """A crop larger than `face_size` shrunk to face_size x face_size (0: never), else as it is: the
+    face at the resolution the model sees before the upscale to its input size."""
+    if face_size and (gray.shape[0] > face_size or gray.shape[1] > face_size):
+        return cv2.resize(gray, (face_size, face_size), interpolation=cv2.INTER_AREA)
+    return gray
+
+
 def resize_face(gray: np.ndarray, size: tuple[int, int] = INPUT_SIZE, face_size: int = FACE_SIZE) -> np.ndarray:
     """Resize a grayscale face crop to (height, width) = size, as uint8.
 
     A crop larger than `face_size` is first shrunk to face_size x face_size (0: never): the model
     learnt from faces of that resolution, upscaled, and a sharper camera face would look unlike them.
     """
-    if face_size and (gray.shape[0] > face_size or gray.shape[1] > face_size):
-        gray = cv2.resize(gray, (face_size, face_size), interpolation=cv2.INTER_AREA)
+    gray = shrink_to_face_size(gray, face_size)
     out_h, out_w = size
     if gray.shape[:2] == (out_h, out_w):
         return np.ascontiguousarray(gray, dtype=np.uint8)

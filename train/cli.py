@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import importlib.util
@@ -31,12 +32,15 @@ RUN_FILE = "run.json"
 
 
 _FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-TRAIN_EXTRA = ("tensorflow", "keras", "matplotlib")
 
 
-def missing_extra(modules: tuple[str, ...] = TRAIN_EXTRA) -> str | None:
-    """The first module of the training extra that is not installed (an edge-only install)."""
-    return next((m for m in modules if importlib.util.find_spec(m) is None), None)
+def missing_extra() -> str | None:
+    """The first module of the training extra that is not installed for the configured Keras
+    backend (an edge-only install, or a backend without its framework)."""
+    from .backend import configured_backend, missing_module
+
+    return missing_module(configured_backend()) or (
+        "matplotlib" if importlib.util.find_spec("matplotlib") is None else None)
 
 
 def _setup_logging(level: str) -> None:
@@ -114,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     missing = missing_extra()
     if missing:
-        print(f"fer-train: error: fer-train needs the training extra ({missing} is not installed): "
-              f"pip install 'ferlite[train]'", file=sys.stderr)
+        from .backend import configured_backend
+
+        print(f"fer-train: error: fer-train needs the training extra ({missing} is not installed for the "
+              f"Keras backend {configured_backend()!r}): pip install 'ferlite[train]' (TensorFlow), "
+              f"or keras and jax / torch with KERAS_BACKEND=jax / torch", file=sys.stderr)
         return EXIT_BAD_INPUT
     created: Path | None = None
     try:
@@ -135,24 +142,51 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
 
 
-def run(config: TrainConfig) -> int:
-    from .prepare import SplitConfig, prepare, side_sizes
-    from .splits import write_manifest
+def _prepare(config: TrainConfig, sources: list[DataSource]) -> Any:
+    """Read, decode (cached) and split --data; with --pack, also write the result there."""
+    from .prepare import SplitConfig, prepare
 
-    out = config.run_folder
-    sources = build_sources(config)
-    repeats = _repeats(config.repeat, {s.name for s in sources})  # fail before decoding anything
-    if config.init is not None and not config.init.is_file():
-        raise UsageError(f"--init {config.init}: no such model file")
+    _repeats(config.repeat, {s.name for s in sources})  # fail before decoding anything
     mapper = LabelMapper(parse_class_map(config.class_map))
     test_subjects = read_subject_list(config.test_subjects) if config.test_subjects else None
     split = SplitConfig(config.split, config.val_fraction, config.test_fraction, test_subjects,
                         config.seed)
     cache = None if config.no_cache else (config.cache or default_cache())
+    prepared = prepare(sources, mapper, split, cache, config.workers, limit=config.limit, seed=config.seed)
+    if config.pack is not None:
+        from .pack import write_pack
+
+        size = write_pack(config.pack, prepared, sources, config.options())
+        print(f"pack: {len(prepared.faces)} faces, {size:,} bytes in {config.pack}")
+    return prepared
+
+
+def _unpack(config: TrainConfig) -> Any:
+    from .pack import read_pack
+
+    assert config.from_pack is not None
+    prepared, options = read_pack(config.from_pack)
+    made_with = {k: options.get(k) for k in ("data", "split", "val_fraction", "test_fraction", "seed", "limit")}
+    log.info("faces from %s: %d faces, made with %s", config.from_pack, len(prepared.faces),
+             ", ".join(f"{k}={v}" for k, v in made_with.items() if v not in (None, [], ())))
+    return prepared
+
+
+def run(config: TrainConfig) -> int:
+    from .prepare import side_sizes
+    from .splits import write_manifest
+
+    out = config.run_folder
+    if config.from_pack is not None and (config.data or config.pack):
+        raise UsageError("--from-pack trains from a pack: give no --data and no --pack with it")
+    sources = [] if config.from_pack else build_sources(config)
+    if config.init is not None and not config.init.is_file():
+        raise UsageError(f"--init {config.init}: no such model file")
     out.mkdir(parents=True, exist_ok=True)
     if not config.dry_run:
         _log_to_run(out)
-    prepared = prepare(sources, mapper, split, cache, config.workers, limit=config.limit, seed=config.seed)
+    prepared = _prepare(config, sources) if sources else _unpack(config)
+    repeats = _repeats(config.repeat, {s.dataset for s in prepared.samples})
     write_manifest(out / "manifest.csv", prepared.samples, prepared.sides, prepared.statuses)
     sizes = side_sizes(prepared)
     print(f"data: {sizes['train']} train, {sizes['val']} val, {sizes['test']} test faces; "
@@ -205,14 +239,20 @@ def _write_run_file(config: TrainConfig, prepared: Any, framing: dict[str, Any])
         "counts": prepared.counts(),
         "framing": framing,
     }
+    if config.resume:  # the backends and devices of the earlier sessions of this run
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            info["training"] = list(json.loads((config.run_folder / RUN_FILE).read_text())["training"])
     atomic_write(config.run_folder / RUN_FILE, (json.dumps(info, indent=2) + "\n").encode())
 
 
 def _train_and_report(config: TrainConfig, prepared: Any,
                       repeats: dict[tuple[str, str | None], int]) -> int:
-    from . import _tf
+    from .backend import configured_backend
 
-    _tf.tensorflow()  # before keras: TensorFlow's native start-up lines go to the debug log
+    if configured_backend() == "tensorflow":
+        from . import _tf
+
+        _tf.tensorflow()  # before keras: TensorFlow's native start-up lines go to the debug log
     from .fit import FitConfig, atomic_save_model, fit
     from .inputs import Augmentation
     from .model import Architecture, build_model
@@ -229,6 +269,7 @@ def _train_and_report(config: TrainConfig, prepared: Any,
         augmentation=None if config.no_augment else Augmentation().scaled(config.augment),
         init=config.init, select=config.select, label_smoothing=config.label_smoothing,
         class_weight_power=config.class_weight_power, progress_every_s=config.progress_every,
+        schedule=config.schedule, warmup=config.warmup,
     )
     votes = config.targets == "votes"
     faces, labels, datasets = prepared.side("train")
@@ -236,6 +277,7 @@ def _train_and_report(config: TrainConfig, prepared: Any,
     train = faces[index], labels[index], prepared.targets("train", votes)[index]
     val = (*prepared.side("val"), prepared.targets("val", votes))
     result = fit(arch, opts, out, train, val if len(val[1]) else None, config.resume)
+    _record_devices(out, result.devices)
     atomic_save_model(result.model, out / "model.keras")
     sides = {}
     for side in ("val", "test"):
@@ -248,11 +290,29 @@ def _train_and_report(config: TrainConfig, prepared: Any,
         "primary": "test" if "test" in sides else ("val" if "val" in sides else None),
         "sides": sides, "counts": prepared.counts(),
         "model": {"params": params, "architecture": arch.to_dict()},
-        "training": _training_summary(history, result.best_epoch, len(train[1])),
+        "training": {**_training_summary(history, result.best_epoch, len(train[1])),
+                     **_device_summary(result.devices)},
     }
     write_report(out, metrics, history)
     _print_summary(out, metrics)
     return 0
+
+
+def _device_summary(devices: Any) -> dict[str, Any]:
+    from .backend import engine
+
+    return {"backend": devices.backend, "devices": devices.to_dict(), "engine": engine(devices)}
+
+
+def _record_devices(out: Path, devices: Any) -> None:
+    """run.json says which backend and devices trained (a resumed run lists each one in turn)."""
+    from ferlite.edge.atomic import atomic_write
+
+    path = out / RUN_FILE
+    info = json.loads(path.read_text())
+    info.setdefault("training", []).append(
+        {**_device_summary(devices), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    atomic_write(path, (json.dumps(info, indent=2) + "\n").encode())
 
 
 def _repeats(entries: Sequence[str], names: set[str]) -> dict[tuple[str, str | None], int]:
@@ -297,7 +357,8 @@ def _training_summary(history: list[dict[str, float]], best: int | None, n: int)
 
 def _print_summary(out: Path, metrics: dict[str, Any]) -> None:
     t = metrics["training"]
-    print(f"trained {t['epochs_run']} epochs (best {t['best_epoch']}), "
+    print(f"trained {t['epochs_run']} epochs (best {t['best_epoch']}) with {t['backend']} "
+          f"({t['devices']['kind']}, {t['devices']['precision']}), "
           f"{t['seconds_per_epoch']:.1f} s/epoch, {t['images_per_second']:.0f} images/s")
     for side, result in metrics["sides"].items():
         parts = [f"{name} {sub['accuracy']:.2%} (n={sub['n']})"

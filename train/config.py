@@ -18,6 +18,7 @@ from ferlite.edge.errors import ConfigError, UsageError
 SPLIT_MODES = ("subject", "random")
 SELECT_MODES = ("accuracy", "dataset-mean")
 TARGET_MODES = ("votes", "majority")
+SCHEDULES = ("plateau", "onecycle")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -40,6 +41,8 @@ class TrainConfig:
     no_cache: bool = False
     workers: int | None = None  # None: all CPUs
     limit: int | None = None  # at most this many images per class of each set and side (0, None: all)
+    pack: Path | None = None  # also write the decoded, split faces here (to train elsewhere)
+    from_pack: Path | None = None  # train from such a file instead of --data
     # split
     split: str = "subject"
     val_fraction: float = 0.2
@@ -56,7 +59,9 @@ class TrainConfig:
     out: Path | None = None  # required, checked by fer-train (a config may be made without it)
     epochs: int = 40
     batch_size: int = 62
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # plateau: the starting rate; onecycle: the peak
+    schedule: str = "plateau"
+    warmup: float = 0.3  # onecycle: share of the steps rising to the peak
     patience: int = 10
     no_class_weights: bool = False
     class_weight_power: float = 1.0
@@ -92,17 +97,17 @@ _FIELDS = {f.name: f for f in fields(TrainConfig)}
 # Every default, once (the help texts and FitConfig read them from here).
 DEFAULTS: Mapping[str, Any] = {name: f.default for name, f in _FIELDS.items()}
 # How this invocation runs rather than what it trains: not saved in run.json, not taken from it by --resume.
-NOT_SAVED = frozenset({"cache", "no_cache", "workers", "write_test_subjects", "out", "overwrite",
+NOT_SAVED = frozenset({"cache", "no_cache", "workers", "write_test_subjects", "pack", "out", "overwrite",
                        "progress_every", "log_level", "resume", "dry_run"})
 _LISTS = tuple(name for name, f in _FIELDS.items() if f.type == "tuple[str, ...]")
 # Inclusive ranges (the two fractions must also sum to less than 1).
 _RANGES: dict[str, tuple[float, float]] = {
     "workers": (1, 1024), "limit": (0, 2**62), "val_fraction": (0.0, 1.0), "test_fraction": (0.0, 1.0),
     "width": (0.01, 64.0), "dropout": (0.0, 0.99), "epochs": (1, 100_000), "batch_size": (1, 1 << 20),
-    "learning_rate": (1e-12, 10.0), "patience": (0, 100_000), "class_weight_power": (0.0, 10.0),
+    "learning_rate": (1e-12, 10.0), "warmup": (0.0, 0.9), "patience": (0, 100_000), "class_weight_power": (0.0, 10.0),
     "augment": (0.0, 10.0), "label_smoothing": (0.0, 0.99), "progress_every": (0.0, 86400.0),
 }
-_CHOICES = {"split": SPLIT_MODES, "targets": TARGET_MODES, "select": SELECT_MODES}
+_CHOICES = {"split": SPLIT_MODES, "targets": TARGET_MODES, "select": SELECT_MODES, "schedule": SCHEDULES}
 
 
 def _check(config: TrainConfig) -> None:
@@ -248,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add(g, "--workers", type=int, metavar="N", help="decoding threads (default: all CPUs)")
     _add(g, "--limit", type=int, metavar="N",
          help="at most N images per class of each data set and side (a quick smoke run)")
+    _add(g, "--pack", metavar="FILE",
+         help="also write the decoded, split faces to FILE (xz, no image folders needed to train from it; "
+              "with --dry-run: pack only)")
+    _add(g, "--from-pack", metavar="FILE",
+         help="train from a --pack FILE instead of --data (its split and data options come with it)")
     s = p.add_argument_group("split")
     _add(s, "--split", choices=SPLIT_MODES, help="subject-independent or random")
     _add(s, "--val-fraction", type=float, metavar="F", help="validation share of unsplit data")
@@ -267,7 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add(t, "--epochs", type=int, help="epochs")
     _add(t, "--batch-size", type=int, metavar="N", help="batch size")
     _add(t, "--learning-rate", type=float, metavar="LR", help="Adam learning rate")
-    _add(t, "--patience", type=int, metavar="EPOCHS", help="early stopping patience in epochs")
+    _add(t, "--schedule", choices=SCHEDULES,
+         help="learning rate: halved on validation plateaus, or one cycle (a rise to --learning-rate over "
+              "--warmup of the steps, then a cosine to 1/1000 of it at the last epoch: a fixed budget, every "
+              "epoch runs, no early stopping)")
+    _add(t, "--warmup", type=float, metavar="F", help="onecycle: share of the steps rising to the peak")
+    _add(t, "--patience", type=int, metavar="EPOCHS", help="plateau schedule: early stopping patience in epochs")
     _add(t, "--no-class-weights", action="store_true", help="no balanced class weights")
     _add(t, "--class-weight-power", type=float, metavar="P",
          help="class weights = balanced ** P (1 balanced; 0.5 square root)")

@@ -1,5 +1,6 @@
-"""Training: Adam with plateau drops, class weights, early stopping, an atomic checkpoint every
-epoch and `--resume` from it (weights, optimizer state, callback state and history)."""
+"""Training on any Keras backend: Adam with plateau drops or a one-cycle schedule, class weights, early
+stopping, an atomic checkpoint every epoch and `--resume` from it (weights, optimizer state, callback
+state and history)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,14 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import LABELS
 from ferlite.edge.errors import InitError, ResumeError
 
-from . import _tf
+from .backend import Devices, distribution, engine, find_devices
 from .config import DEFAULTS
-from .inputs import Augmentation, class_weights, eval_dataset, sample_weights, train_dataset
+from .inputs import Augmentation, as_input, class_weights, core_model, sample_weights, training_model
 from .model import Architecture, build_model
 from .report import compute_metrics, predict_labels
 
@@ -53,22 +53,20 @@ class FitConfig:
     label_smoothing: float = DEFAULTS["label_smoothing"]
     class_weight_power: float = DEFAULTS["class_weight_power"]  # 1: balanced, 0.5: square root of it
     progress_every_s: float = DEFAULTS["progress_every"]  # a progress log line this often in an epoch
+    schedule: str = DEFAULTS["schedule"]  # "plateau" or "onecycle"
+    warmup: float = DEFAULTS["warmup"]  # onecycle: share of the steps spent rising to learning_rate
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
     atomic_write(path, lambda tmp: model.save(tmp))
 
 
-def select_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy over several GPUs; mixed precision on any GPU; plain CPU otherwise."""
-    gpus = _tf.gpus()
-    if gpus:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    if len(gpus) > 1:
-        log.info("training on %d GPUs (MirroredStrategy, mixed precision)", len(gpus))
-        return tf.distribute.MirroredStrategy()
-    log.info("%s", "training on 1 GPU (mixed precision)" if gpus else "no GPU found, training on CPU")
-    return tf.distribute.get_strategy()
+def select_devices() -> Devices:
+    """The backend's devices, said once; mixed precision on an accelerator."""
+    devices = find_devices()
+    keras.mixed_precision.set_global_policy(devices.precision)
+    log.info("training with %s, %s, %s", devices.describe(), engine(devices), devices.precision)
+    return devices
 
 
 class RunState(keras.callbacks.Callback):
@@ -86,11 +84,15 @@ class RunState(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if not self._restore:
             return
-        for name, attrs in _CALLBACK_STATE.items():
+        for name, attrs in self._tracked():
             saved = self.state.get("callbacks", {}).get(name, {})
             for attr in attrs:
                 if attr in saved:
                     setattr(self.others[name], attr, saved[attr])
+
+    def _tracked(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The stateful callbacks this run has (a schedule run has no plateau callback)."""
+        return [(name, attrs) for name, attrs in _CALLBACK_STATE.items() if name in self.others]
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._started = time.perf_counter()
@@ -114,7 +116,7 @@ class RunState(keras.callbacks.Callback):
         self.state["epoch"] = epoch + 1
         self.state["callbacks"] = {
             name: {a: _plain(getattr(self.others[name], a, None)) for a in attrs}
-            for name, attrs in _CALLBACK_STATE.items()
+            for name, attrs in self._tracked()
         }
         atomic_write(self.out / STATE, json.dumps(self.state, indent=1).encode())
 
@@ -201,7 +203,22 @@ def _tensorboard(out: Path) -> list[keras.callbacks.Callback]:
     return [keras.callbacks.TensorBoard(str(out / "tensorboard"))]
 
 
-def _compile(model: keras.Model, lr: float, label_smoothing: float = 0.0) -> None:
+def learning_rate(opts: FitConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """plateau: a constant that ReduceLROnPlateau halves; onecycle: a linear rise from
+    learning_rate / 25 to learning_rate over `warmup` of the steps, then a cosine to 1/1000 of it,
+    ending with the last epoch (a fixed budget that converges; saved with the optimizer, so --resume
+    continues on the same curve)."""
+    if opts.schedule != "onecycle":
+        return opts.learning_rate
+    total = max(1, opts.epochs * steps_per_epoch)
+    warmup = int(total * opts.warmup)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=opts.learning_rate / 25, decay_steps=max(1, total - warmup), alpha=1e-3,
+        warmup_target=opts.learning_rate, warmup_steps=warmup)
+
+
+def _compile(model: keras.Model, lr: float | keras.optimizers.schedules.LearningRateSchedule,
+             label_smoothing: float = 0.0) -> None:
     # Targets are (n, classes): one-hot labels or FER+ vote distributions, so one loss serves both.
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
     model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss,
@@ -213,6 +230,47 @@ class FitResult:
     model: keras.Model
     history: list[dict[str, float]]
     best_epoch: int | None
+    devices: Devices
+
+
+def _build(arch: Architecture, opts: FitConfig, out: Path, restored: dict[str, Any] | None,
+           steps_per_epoch: int) -> keras.Model:
+    """The model fit() trains: a checkpoint to resume, or a new model behind the augmentation."""
+    if restored:
+        log.info("resuming %s after epoch %d", out, restored["epoch"])
+        return keras.models.load_model(out / LAST)
+    model = build_model(arch)
+    if opts.init is not None:
+        _load_initial_weights(model, opts.init)
+    trained = training_model(model, opts.augmentation, opts.seed)
+    _compile(trained, learning_rate(opts, steps_per_epoch), opts.label_smoothing)
+    return trained
+
+
+def _callbacks(opts: FitConfig, out: Path, train_count: int, has_val: bool,
+               val: tuple[np.ndarray, np.ndarray, list[str], np.ndarray] | None,
+               restored: dict[str, Any] | None) -> tuple[list[keras.callbacks.Callback], RunState]:
+    monitor = "val_accuracy" if has_val else "accuracy"
+    first: list[keras.callbacks.Callback] = []
+    if has_val and opts.select == "dataset-mean":
+        assert val is not None
+        first.append(DatasetMeanAccuracy(*val[:3], opts.batch_size))
+        monitor = DatasetMeanAccuracy.KEY
+    others: dict[str, keras.callbacks.Callback] = {}
+    # One cycle is a fixed budget: every epoch runs (the best one is still kept), and nothing else
+    # may change the rate it sets.
+    if opts.schedule == "plateau":
+        others["early_stopping"] = keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
+                                                                 patience=opts.patience, verbose=1)
+        others["lr_plateau"] = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss" if has_val else "loss", factor=opts.lr_factor,
+            patience=opts.lr_patience, min_lr=opts.min_lr, verbose=1)
+    state = RunState(out, monitor, others, train_count, restored)
+    progress = ProgressLog(train_count, opts.batch_size, opts.epochs, opts.progress_every_s)
+    callbacks = [*first, *others.values(), state, progress,
+                 keras.callbacks.CSVLogger(str(out / "history.csv"), append=bool(restored)),
+                 *_tensorboard(out)]
+    return callbacks, state
 
 
 def fit(
@@ -224,51 +282,29 @@ def fit(
     (`opts.select`). `train` is (faces, labels, targets (n, classes)); `val` is (faces, labels,
     data set name of each face, targets)."""
     keras.utils.set_random_seed(opts.seed)
-    strategy = select_strategy()
+    devices = select_devices()
     restored = load_state(out) if resume else None
-    with strategy.scope():
-        if restored:
-            model = keras.models.load_model(out / LAST)
-            log.info("resuming %s after epoch %d", out, restored["epoch"])
-        else:
-            model = build_model(arch)
-            if opts.init is not None:
-                _load_initial_weights(model, opts.init)
-            _compile(model, opts.learning_rate, opts.label_smoothing)
+    faces, labels, targets = train
+    steps_per_epoch = -(-len(faces) // opts.batch_size)
     has_val = val is not None and len(val[0]) > 0
-    monitor = "val_accuracy" if has_val else "accuracy"
-    first: list[keras.callbacks.Callback] = []
-    if has_val and opts.select == "dataset-mean":
-        assert val is not None
-        first.append(DatasetMeanAccuracy(*val[:3], opts.batch_size))
-        monitor = DatasetMeanAccuracy.KEY
-    others = {
-        "lr_plateau": keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss" if has_val else "loss", factor=opts.lr_factor,
-            patience=opts.lr_patience, min_lr=opts.min_lr, verbose=1),
-        "early_stopping": keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
-                                                        patience=opts.patience, verbose=1),
-    }
-    state = RunState(out, monitor, others, len(train[0]), restored)
-    progress = ProgressLog(len(train[0]), opts.batch_size, opts.epochs, opts.progress_every_s)
-    callbacks = [*first, *others.values(), state, progress,
-                 keras.callbacks.CSVLogger(str(out / "history.csv"), append=bool(restored)),
-                 *_tensorboard(out)]
-    initial_epoch = int(restored["epoch"]) if restored else 0
-    if initial_epoch < opts.epochs:
-        faces, labels, targets = train
-        weights = None
-        if opts.class_weights:
-            per_class = class_weights(labels, len(LABELS), opts.class_weight_power)
-            log.info("class weights: %s", ", ".join(f"{LABELS[c]} {w:.2f}" for c, w in per_class.items()))
-            weights = sample_weights(labels, per_class)
-        model.fit(
-            train_dataset(faces, targets, opts.batch_size, opts.seed, opts.augmentation, weights),
-            validation_data=eval_dataset(val[0], val[3], opts.batch_size) if has_val and val else None,
-            epochs=opts.epochs, initial_epoch=initial_epoch,
-            callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
-        )
-    return FitResult(_best_float32(arch, out), state.state["history"], state.state["best_epoch"])
+    with distribution(devices):
+        model = _build(arch, opts, out, restored, steps_per_epoch)
+        callbacks, state = _callbacks(opts, out, len(faces), has_val, val, restored)
+        initial_epoch = int(restored["epoch"]) if restored else 0
+        if initial_epoch < opts.epochs:
+            weights = None
+            if opts.class_weights:
+                per_class = class_weights(labels, len(LABELS), opts.class_weight_power)
+                log.info("class weights: %s", ", ".join(f"{LABELS[c]} {w:.2f}" for c, w in per_class.items()))
+                weights = sample_weights(labels, per_class)
+            model.fit(
+                as_input(faces), targets.astype(np.float32), sample_weight=weights,
+                batch_size=opts.batch_size, shuffle=True,
+                validation_data=(as_input(val[0]), val[3].astype(np.float32)) if has_val and val else None,
+                epochs=opts.epochs, initial_epoch=initial_epoch,
+                callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+            )
+    return FitResult(_best_float32(arch, out), state.state["history"], state.state["best_epoch"], devices)
 
 
 def _load_initial_weights(model: keras.Model, path: Path) -> None:
@@ -284,9 +320,10 @@ def _load_initial_weights(model: keras.Model, path: Path) -> None:
 
 
 def _best_float32(arch: Architecture, out: Path) -> keras.Model:
-    """The best checkpoint's weights in a float32 model (drops any mixed-precision policy)."""
+    """The best checkpoint's model, without the augmentation, in float32 (drops any mixed-precision
+    policy)."""
     best = keras.models.load_model(out / BEST if (out / BEST).is_file() else out / LAST)
     keras.mixed_precision.set_global_policy("float32")
     model = build_model(arch)
-    model.set_weights(best.get_weights())
+    model.set_weights(core_model(best).get_weights())
     return model  # not compiled: model.keras carries no optimizer state (checkpoints do)

@@ -1,11 +1,18 @@
-"""tf.data input pipelines from in-memory faces; augmentation runs here, never in the model."""
+"""Training input on any Keras backend (TensorFlow, JAX, PyTorch).
+
+The faces stay uint8 in host memory and go to the device batch by batch through Keras's own array
+adapter (no `tf.data`, no per-image Python work). The random affine augmentation runs on the device,
+inside jit, as the first layer of a training-only wrapper around the model (`training_model`): it is
+written in `keras.ops`, so every backend applies the same transform, and the saved model never holds it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
+import keras
 import numpy as np
-import tensorflow as tf
 
 
 @dataclass(frozen=True)
@@ -26,73 +33,108 @@ class Augmentation:
                             self.shear * factor, self.zoom * factor, self.flip)
 
 
-def _uniform(n: tf.Tensor, limit: float) -> tf.Tensor:
-    return tf.random.uniform([n], -limit, limit)
+@dataclass(frozen=True)
+class AffineDraw:
+    """One batch's random draws, (n,) each: rotation (radians), shear, zoom, flip (+1/-1), shift (pixels)."""
+
+    theta: Any
+    shear_x: Any
+    shear_y: Any
+    zoom_x: Any
+    zoom_y: Any
+    flip: Any
+    shift_x: Any
+    shift_y: Any
 
 
-def affine_params(n: tf.Tensor, aug: Augmentation, height: int, width: int) -> tf.Tensor:
-    """(n, 8) projective transforms (output pixel -> input pixel) for random flip, rotation,
-    shear, zoom and shift about the image centre, all fused into one matrix per image."""
-    theta = _uniform(n, np.deg2rad(aug.rotation_degrees))
-    cos, sin = tf.cos(theta), tf.sin(theta)
-    shear_x, shear_y = _uniform(n, aug.shear), _uniform(n, aug.shear)
-    zoom_x, zoom_y = 1.0 + _uniform(n, aug.zoom), 1.0 + _uniform(n, aug.zoom)
-    flip = tf.where(tf.random.uniform([n]) < 0.5, -1.0, 1.0) if aug.flip else tf.ones([n])
+def draw(n: Any, aug: Augmentation, height: int, width: int, seed: Any = None) -> AffineDraw:
+    """Uniform draws within `aug`'s ranges (keras.random: the backend's generator, seeded by `seed`)."""
+    def uniform(limit: float) -> Any:
+        return keras.random.uniform((n,), -limit, limit, seed=seed)
+
+    flip = (keras.ops.where(keras.random.uniform((n,), seed=seed) < 0.5, -1.0, 1.0) if aug.flip
+            else keras.ops.ones((n,)))
+    return AffineDraw(uniform(float(np.deg2rad(aug.rotation_degrees))), uniform(aug.shear), uniform(aug.shear),
+                      1.0 + uniform(aug.zoom), 1.0 + uniform(aug.zoom), flip,
+                      uniform(aug.shift * width), uniform(aug.shift * height))
+
+
+def affine_params(d: AffineDraw, height: int, width: int) -> Any:
+    """(n, 8) projective transforms (output pixel -> input pixel) for flip, rotation, shear, zoom and
+    shift about the image centre, all fused into one matrix per image."""
+    ops = keras.ops
+    cos, sin = ops.cos(d.theta), ops.sin(d.theta)
     # A = rotation @ shear @ zoom @ flip, written out.
-    s00, s01, s10, s11 = zoom_x * flip, shear_x * zoom_y, shear_y * zoom_x * flip, zoom_y
+    s00, s01 = d.zoom_x * d.flip, d.shear_x * d.zoom_y
+    s10, s11 = d.shear_y * d.zoom_x * d.flip, d.zoom_y
     a00, a01 = cos * s00 - sin * s10, cos * s01 - sin * s11
     a10, a11 = sin * s00 + cos * s10, sin * s01 + cos * s11
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    tx, ty = _uniform(n, aug.shift * width), _uniform(n, aug.shift * height)
-    a02 = cx - a00 * cx - a01 * cy + tx
-    a12 = cy - a10 * cx - a11 * cy + ty
-    zeros = tf.zeros([n])
-    return tf.stack([a00, a01, a02, a10, a11, a12, zeros, zeros], axis=1)
+    a02 = cx - a00 * cx - a01 * cy + d.shift_x
+    a12 = cy - a10 * cx - a11 * cy + d.shift_y
+    zeros = ops.zeros_like(a00)
+    return ops.stack([a00, a01, a02, a10, a11, a12, zeros, zeros], axis=1)
 
 
-def augment(images: tf.Tensor, aug: Augmentation) -> tf.Tensor:
+def apply_affine(images: Any, transforms: Any) -> Any:
+    """One bilinear resampling per image of a float batch (n, h, w, 1); edge pixels extend outwards."""
+    return keras.ops.image.affine_transform(images, transforms, interpolation="bilinear",
+                                            fill_mode="nearest", data_format="channels_last")
+
+
+def augment(images: Any, aug: Augmentation, seed: Any = None) -> Any:
     """Random affine augmentation of a float batch (n, h, w, 1): one resampling per image."""
-    height, width = images.shape[1], images.shape[2]
-    transforms = affine_params(tf.shape(images)[0], aug, height, width)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=tf.constant([height, width]),
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST",
-    )
+    height, width = int(images.shape[1]), int(images.shape[2])
+    d = draw(keras.ops.shape(images)[0], aug, height, width, seed)
+    return apply_affine(images, affine_params(d, height, width))
 
 
-def _as_input(faces: tf.Tensor) -> tf.Tensor:
-    return tf.cast(faces[..., tf.newaxis], tf.float32)
+@keras.saving.register_keras_serializable(package="ferlite")
+class RandomAffine(keras.layers.Layer):
+    """`augment` while training, the identity (as float32) otherwise. Lives only in the training
+    wrapper and its checkpoints, never in model.keras."""
+
+    def __init__(self, augmentation: dict[str, Any] | None = None, seed: int | None = None,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("dtype", "float32")  # resampling stays float32 under mixed precision
+        super().__init__(**kwargs)
+        self.augmentation = Augmentation(**(augmentation or {}))
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        images = keras.ops.cast(inputs, "float32")
+        if not training:
+            return images
+        return augment(images, self.augmentation, self.seed_generator)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "augmentation": asdict(self.augmentation), "seed": self.seed}
 
 
-def train_dataset(
-    faces: np.ndarray, targets: np.ndarray, batch_size: int, seed: int,
-    aug: Augmentation | None = Augmentation(), weights: np.ndarray | None = None,
-) -> tf.data.Dataset:
-    """Shuffled every epoch, batched, augmented in parallel, prefetched. `targets` is (n, classes)
-    (one-hot or a vote distribution); `weights` optional per-face loss weights."""
-    columns: tuple[np.ndarray, ...] = (faces, targets.astype(np.float32))
-    if weights is not None:
-        columns += (weights.astype(np.float32),)
-    ds = tf.data.Dataset.from_tensor_slices(columns)
-    ds = ds.shuffle(len(faces), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-
-    def prepare(x: tf.Tensor, *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        x = _as_input(x)
-        if aug is not None:
-            x = augment(x, aug)
-        return (x, *rest)
-
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+def training_model(model: keras.Model, aug: Augmentation | None, seed: int | None = None) -> keras.Model:
+    """What fit() trains: `model` behind the on-device augmentation (the same layers, so `model`'s
+    weights are the trained ones); `model` itself when there is no augmentation."""
+    if aug is None:
+        return model
+    face = keras.Input(model.input_shape[1:], name="face")
+    augmented = RandomAffine(asdict(aug), seed, name="augment")(face)
+    return keras.Model(face, model(augmented), name="ferlite_training")
 
 
-def eval_dataset(faces: np.ndarray, targets: np.ndarray | None, batch_size: int) -> tf.data.Dataset:
-    """In order, no augmentation; `targets` (n, classes) floats, or None for prediction only."""
-    if targets is None:
-        ds = tf.data.Dataset.from_tensor_slices(faces).batch(batch_size).map(_as_input)
-    else:
-        ds = tf.data.Dataset.from_tensor_slices((faces, targets.astype(np.float32))).batch(batch_size)
-        ds = ds.map(lambda x, y: (_as_input(x), y))
-    return ds.prefetch(tf.data.AUTOTUNE)
+def core_model(model: keras.Model) -> keras.Model:
+    """The model inside a training wrapper (a checkpoint), else `model`."""
+    if any(isinstance(layer, RandomAffine) for layer in model.layers):
+        return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    return model
+
+
+def as_input(faces: np.ndarray) -> np.ndarray:
+    """(n, h, w) uint8 faces -> (n, h, w, 1), still uint8 (a view): the model casts on the device."""
+    return faces[..., np.newaxis]
 
 
 def class_weights(labels: np.ndarray, classes: int, power: float = 1.0) -> dict[int, float]:

@@ -70,9 +70,9 @@ def compute_metrics(
 
 
 def predict_labels(model: Any, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    from .inputs import eval_dataset
+    from .inputs import as_input
 
-    probs = model.predict(eval_dataset(faces, None, batch_size), verbose=0)
+    probs = model.predict(as_input(faces), batch_size=batch_size, verbose=0)
     return np.argmax(probs, axis=1)
 
 

@@ -1,0 +1,237 @@
+"""fer-train on every Keras backend: the same augmentation, a run under JAX that converts and answers on
+the edge, faces that travel in a pack, the one-cycle schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras")
+
+from train_fixtures import write_folder_set  # noqa: E402
+
+from ferlite.train.backend import Devices, configured_backend, engine  # noqa: E402
+from ferlite.train.synthetic import make_faces  # noqa: E402
+
+BACKENDS = [b for b in ("tensorflow", "jax", "torch") if importlib.util.find_spec(b) is not None]
+TINY = ["--filters", "4,4,8,8,8", "--dense", "8,8", "--batch-size", "16", "--seed", "1"]
+# Fixed draws (no randomness): rotation (rad), shear x/y, zoom x/y, flip, shift x/y (pixels) of 4 images.
+DRAWS = {"theta": [0.0, 0.15, -0.1, 0.05], "shear_x": [0.0, 0.05, -0.08, 0.0], "shear_y": [0.0, -0.03, 0.1, 0.0],
+         "zoom_x": [1.0, 1.08, 0.93, 1.0], "zoom_y": [1.0, 0.95, 1.1, 1.0], "flip": [1.0, -1.0, 1.0, -1.0],
+         "shift_x": [0.0, 3.5, -6.0, 0.0], "shift_y": [0.0, -2.25, 5.0, 0.0]}
+TRANSFORM = """
+import json, sys, numpy as np, keras
+from ferlite.train.inputs import AffineDraw, affine_params, apply_affine
+images = np.load(sys.argv[1])
+d = AffineDraw(**{k: keras.ops.convert_to_tensor(np.array(v, np.float32)) for k, v in json.loads(sys.argv[2]).items()})
+out = apply_affine(keras.ops.convert_to_tensor(images), affine_params(d, images.shape[1], images.shape[2]))
+np.save(sys.argv[3], keras.ops.convert_to_numpy(out))
+print(keras.backend.backend())
+"""
+
+
+def _env(backend: str) -> dict[str, str]:
+    return {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
+            "CUDA_VISIBLE_DEVICES": ""}
+
+
+def reference_affine(images: np.ndarray, transforms: np.ndarray) -> np.ndarray:
+    """Bilinear resampling at (a0 x + a1 y + a2, b0 x + b1 y + b2), coordinates clamped to the image
+    (edge pixels extend outwards): what every backend must compute, written in plain numpy."""
+    n, h, w, _ = images.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    out = np.empty_like(images, dtype=np.float64)
+    for i, (a0, a1, a2, b0, b1, b2, _c0, _c1) in enumerate(transforms.astype(np.float64)):
+        x = np.clip(a0 * xs + a1 * ys + a2, 0, w - 1)
+        y = np.clip(b0 * xs + b1 * ys + b2, 0, h - 1)
+        x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+        x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+        fx, fy = x - x0, y - y0
+        img = images[i, ..., 0].astype(np.float64)
+        out[i, ..., 0] = ((1 - fy) * ((1 - fx) * img[y0, x0] + fx * img[y0, x1])
+                          + fy * ((1 - fx) * img[y1, x0] + fx * img[y1, x1]))
+    return out
+
+
+def _numpy_params(height: int, width: int) -> np.ndarray:
+    """affine_params of DRAWS under the backend of this process, as numpy."""
+    import keras
+
+    from ferlite.train.inputs import AffineDraw, affine_params
+
+    d = AffineDraw(**{k: keras.ops.convert_to_tensor(np.array(v, np.float32)) for k, v in DRAWS.items()})
+    return keras.ops.convert_to_numpy(affine_params(d, height, width))
+
+
+def test_augmentation_is_the_same_transform_on_every_backend(tmp_path):
+    if len(BACKENDS) < 2:
+        pytest.skip(f"one Keras backend installed ({BACKENDS}): nothing to compare")
+    faces, _ = make_faces(1, seed=3)
+    images = faces[:4, ..., None].astype(np.float32)
+    np.save(tmp_path / "in.npy", images)
+    expected = reference_affine(images, _numpy_params(*images.shape[1:3]))
+    results = {}
+    for backend in BACKENDS:
+        out = tmp_path / f"{backend}.npy"
+        done = subprocess.run([sys.executable, "-c", TRANSFORM, str(tmp_path / "in.npy"), json.dumps(DRAWS),
+                               str(out)], env=_env(backend), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split()[-1] == backend
+        results[backend] = np.load(out)
+    assert np.array_equal(results[BACKENDS[0]][0], images[0])  # the identity draw leaves the face as it was
+    for backend, result in results.items():
+        # float32 sampling vs float64: within a thousandth of a grey level; a one-pixel shift is ~10 levels.
+        assert np.abs(result - expected).max() < 0.05, backend
+    assert np.abs(np.roll(expected, 1, axis=2) - expected).max() > 5  # the check can tell a shift
+
+
+def test_augment_layer_is_identity_when_not_training():
+    import keras
+
+    from ferlite.train.inputs import Augmentation, RandomAffine
+
+    faces, _ = make_faces(1)
+    batch = faces[:3, ..., None]
+    layer = RandomAffine({"shift": 0.1}, seed=0)
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(batch, training=False)), batch.astype(np.float32))
+    moved = keras.ops.convert_to_numpy(layer(batch, training=True))
+    assert moved.shape == batch.shape and not np.array_equal(moved, batch)
+    assert RandomAffine.from_config(layer.get_config()).augmentation == Augmentation(shift=0.1)
+
+
+def test_onecycle_rises_to_the_peak_then_anneals():
+    import keras
+
+    from ferlite.train.fit import FitConfig, learning_rate
+
+    schedule = learning_rate(FitConfig(epochs=10, learning_rate=2e-3, schedule="onecycle", warmup=0.3), 100)
+    assert isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
+    rate = [float(keras.ops.convert_to_numpy(schedule(step))) for step in (0, 150, 300, 650, 1000)]
+    assert rate[0] == pytest.approx(2e-3 / 25)
+    assert rate[0] < rate[1] < rate[2] == pytest.approx(2e-3)
+    assert rate[2] > rate[3] > rate[4] and rate[4] < 2e-3 / 500
+    assert learning_rate(FitConfig(learning_rate=1e-3), 100) == 1e-3  # plateau: a plain rate
+
+
+def test_devices_choose_precision_and_engine():
+    assert Devices("jax", "cpu", ("cpu",)).precision == "float32"
+    assert Devices("torch", "gpu", ("H200",), bfloat16=True).precision == "mixed_bfloat16"
+    assert Devices("tensorflow", "gpu", ("T4",)).precision == "mixed_float16"
+    assert engine(Devices("jax", "gpu", ("a", "b"), True)) == "keras.distribution.DataParallel"
+    assert engine(Devices("tensorflow", "gpu", ("a", "b"))) == "tf.distribute.MirroredStrategy"
+    assert "one" in engine(Devices("torch", "gpu", ("a", "b"), True))
+
+
+def test_configured_backend_reads_keras_settings(tmp_path, monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert configured_backend() == "tensorflow"
+    (tmp_path / "keras.json").write_text('{"backend": "jax"}')
+    assert configured_backend() == "jax"
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert configured_backend() == "torch"
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory) -> Path:
+    return write_folder_set(tmp_path_factory.mktemp("data") / "set", per_class=8, subjects=8)
+
+
+def _cli(args: list[str], backend: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    bin_dir = Path(sys.executable).parent
+    return subprocess.run([str(bin_dir / args[0]), *args[1:]], env=_env(backend), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.skipif("jax" not in BACKENDS, reason="jax is not installed")
+def test_a_jax_run_converts_and_answers_on_the_edge(crops, tmp_path):
+    out = tmp_path / "run"
+    trained = _cli(["fer-train", "--data", f"crops:set={crops}", "--out", str(out), "--epochs", "2",
+                    "--schedule", "onecycle", "--no-cache", *TINY], "jax")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "with jax (cpu, float32)" in trained.stdout
+    run = json.loads((out / "run.json").read_text())
+    assert run["training"][0]["backend"] == "jax" and run["training"][0]["devices"]["kind"] == "cpu"
+    history = json.loads((out / "checkpoints" / "state.json").read_text())["history"]
+    assert len(history) == 2 and history[0]["learning_rate"] != history[1]["learning_rate"]
+    model = tmp_path / "m.tflite"
+    # fer-convert is TensorFlow's: the .keras written under JAX loads there as it is.
+    converted = _cli(["fer-convert", str(out / "model.keras"), "--calibration", str(crops), "--cropped",
+                      "--samples", "24", "--min-agreement", "0", "--out", str(model)], "tensorflow")
+    assert converted.returncode == 0, converted.stderr[-3000:]
+    answered = _cli(["fer-edge", "--model", str(model), "--source", str(crops / "happiness"),
+                     "--whole-frame", "--max-frames", "3"], "tensorflow", timeout=120)
+    assert answered.returncode == 0, answered.stderr[-2000:]
+    lines = [json.loads(line) for line in answered.stdout.splitlines()]
+    assert len(lines) == 3 and all(len(line["faces"]) == 1 for line in lines)
+    assert all(line["faces"][0]["label"] in ("Angry", "Disgust", "Happy", "Neutral", "Sad", "Surprise")
+               for line in lines)
+
+
+@pytest.mark.skipif("torch" not in BACKENDS, reason="torch is not installed (checked on a GPU machine)")
+def test_a_torch_run_writes_a_model(crops, tmp_path):
+    out = tmp_path / "run"
+    trained = _cli(["fer-train", "--data", f"crops:set={crops}", "--out", str(out), "--epochs", "1",
+                    "--no-cache", *TINY], "torch")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert (out / "model.keras").is_file() and "with torch" in trained.stdout
+
+
+def test_faces_travel_in_a_pack(crops, tmp_path):
+    from ferlite.train.cli import main
+
+    pack = tmp_path / "faces.ferpack"
+    assert main(["--data", f"crops:set={crops}", "--pack", str(pack), "--dry-run", "--no-cache",
+                 "--out", str(tmp_path / "a")]) == 0
+    assert main(["--from-pack", str(pack), "--dry-run", "--out", str(tmp_path / "b")]) == 0
+    before, after = ((tmp_path / side / "manifest.csv").read_text().splitlines() for side in "ab")
+    assert [row.split(",")[1:] for row in before] == [row.split(",")[1:] for row in after]
+    from ferlite.train.pack import read_pack
+
+    prepared, options = read_pack(pack)
+    assert options["data"] == [f"crops:set={crops}"]
+    assert all(not s.path.is_absolute() and str(crops) not in str(s.path) for s in prepared.samples)  # no machine path
+    assert str(prepared.samples[0].path).startswith(("anger/", "disgust/", "happiness/", "neutral/"))
+    assert prepared.faces.dtype == np.uint8 and prepared.faces.shape[1:] == (84, 84)
+
+
+def test_pack_round_trip_is_exact(crops, tmp_path):
+    from ferlite.train.data import DataSource
+    from ferlite.train.labels import LabelMapper
+    from ferlite.train.pack import read_pack, row_delta, undo_row_delta, write_pack
+    from ferlite.train.prepare import SplitConfig, prepare
+
+    faces = np.random.default_rng(0).integers(0, 256, (5, 84, 84), dtype=np.uint8)
+    assert np.array_equal(undo_row_delta(row_delta(faces)), faces)
+    sources = [DataSource.parse(f"crops:set={crops}"), DataSource.parse(f"folder:det={crops}")]
+    prepared = prepare(sources[:1], LabelMapper({}), SplitConfig(), None)
+    small = write_pack(tmp_path / "crops.ferpack", prepared, sources[:1], {})
+    back, _ = read_pack(tmp_path / "crops.ferpack")
+    assert np.array_equal(back.faces, prepared.faces) and np.array_equal(back.rows, prepared.rows)
+    # 48x48 crops travel at 48x48: stored as 84x84 faces (a set whose faces were searched for) they take more.
+    as_found = dataclasses.replace(sources[0], whole=False)
+    big = write_pack(tmp_path / "big.ferpack", prepared, [as_found], {})
+    assert np.array_equal(read_pack(tmp_path / "big.ferpack")[0].faces, prepared.faces)
+    assert small < 0.6 * big
+
+
+@pytest.mark.parametrize("content", [b"", b"not xz at all", b"\xfd7zXZ\x00 truncated"])
+def test_a_bad_pack_exits_2_with_one_line(tmp_path, capsys, content):
+    from ferlite.train.cli import main
+
+    pack = tmp_path / "bad.ferpack"
+    pack.write_bytes(content)
+    assert main(["--from-pack", str(pack), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.ferpack" in err[0] and "Traceback" not in err[0], err
+    assert not (tmp_path / "run").exists()
+    assert main(["--from-pack", str(tmp_path / "missing.ferpack"), "--out", str(tmp_path / "run")]) == 2
+    assert main(["--from-pack", str(pack), "--data", "crops=/x", "--out", str(tmp_path / "run")]) == 2
