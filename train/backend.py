@@ -64,8 +64,10 @@ class Devices:
         return "mixed_bfloat16" if self.bfloat16 else "mixed_float16"
 
     def describe(self) -> str:
-        names = ", ".join(self.names)
-        return f"{self.backend} on {len(self.names)} {self.kind.upper()}{'s' if len(self.names) > 1 else ''} ({names})"
+        if not self.accelerated:
+            return f"{self.backend} on the CPU (no GPU found)"
+        plural = "s" if len(self.names) > 1 else ""
+        return f"{self.backend} on {len(self.names)} {self.kind.upper()}{plural} ({', '.join(self.names)})"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "names": list(self.names), "precision": self.precision}
