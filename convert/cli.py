@@ -30,7 +30,9 @@ from --calibration, preprocessed exactly as on the edge (no augmentation). A fol
 either a class tree (<class>/<image>, labels from class names) or a flat folder of images;
 with --cropped every image is a face crop, otherwise the largest Haar face is used.
 The model is written only if top-1 agreement with Keras on the verification faces
-(--verify, else the calibration faces) reaches --min-agreement.
+(--verify, else the calibration faces) reaches --min-agreement. Faces whose float top-2
+probabilities are too close to call (within two int8 output steps, 2/256) are counted but not
+judged: which way such a tie falls depends on the CPU's rounding, not on the model.
 
 Example:
   fer-convert runs/merged/model.keras --calibration ../shared/data/ckplus48_hugoiwnl \\
@@ -51,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cropped", action="store_true",
                    help="the images are face crops: resize only, no face detection")
     p.add_argument("--min-agreement", type=float, default=0.99,
-                   help="least top-1 agreement with Keras to keep the file (0.99)")
+                   help="least top-1 agreement with Keras, on the faces with a clear float decision, "
+                        "to keep the file (0.99)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
     p.add_argument("--no-logit-floor", action="store_true",
                    help="int8: keep the plain softmax layer (default: floor the logits far below "
@@ -120,6 +123,18 @@ AGREEMENT_HELP = ("what helps: train with --label-smoothing 0.05-0.1 (smaller lo
                   "on; or lower --min-agreement, accepting that the int8 model's answers differ that often")
 
 
+def _check_agreement(result: Any, min_agreement: float) -> None:
+    """Raise AgreementError when the converted model disagrees too often on the faces the float
+    model calls clearly (verify.py says why near-ties are left out)."""
+    if result.decided == 0:
+        raise AgreementError(f"none of the {result.faces} verification faces has a clear float decision (every "
+                             f"top-2 gap is under {result.tie_tolerance:.4f}): nothing to verify the model on; "
+                             "nothing written; verify on other faces (--verify)")
+    if result.agreement < min_agreement:
+        raise AgreementError(f"top-1 agreement {result.agreement:.2%} is below --min-agreement "
+                             f"{min_agreement:.2%}; nothing written; {AGREEMENT_HELP}")
+
+
 def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
     from ferlite.edge.atomic import temp_path_for
     from ferlite.edge.spec import ModelSpec, file_sha256, spec_path_for, write_spec
@@ -161,9 +176,7 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
         write_spec(tmp, spec)
         result = verify(model, tmp, check.faces, check.labels)
         _print_verification(args, len(data), result, check.source)
-        if result.agreement < args.min_agreement:
-            raise AgreementError(f"top-1 agreement {result.agreement:.2%} is below "
-                                 f"--min-agreement {args.min_agreement:.2%}; nothing written; {AGREEMENT_HELP}")
+        _check_agreement(result, args.min_agreement)
         source |= {"calibration": {"folder": _portable(args.calibration), "faces":
                                    len(calibration.faces) if calibration else 0,
                                    "logit_floor": floor},
@@ -220,9 +233,27 @@ def _print_verification(args: argparse.Namespace, size: int, result: Any, folder
     print(f"{args.quantization} model: {size:,} bytes ({size / 1024:.1f} KiB)")
     print(f"verified on {result.faces} faces from {folder}: float accuracy "
           f"{_pct(result.float_accuracy)}, {args.quantization} accuracy "
-          f"{_pct(result.tflite_accuracy)}, top-1 agreement {result.agreement:.2%}, "
+          f"{_pct(result.tflite_accuracy)}, top-1 agreement {result.agreement:.2%} on the "
+          f"{result.decided} faces with a clear float decision ({result.too_close} too close to call: "
+          f"top-2 gap under {result.tie_tolerance:.4f}, which rounding on another CPU could flip; "
+          f"{result.agreement_all:.2%} counting them), "
           f"max probability difference {result.max_prob_diff:.4f}, "
           f"batching {'on' if result.batchable else 'off'}")
+
+
+# Reduced-precision switches for oneDNN's float32 kernels: TensorFlow's own (read on Arm builds) and
+# oneDNN's default. The verification's float reference must be float32 on every CPU (verify.py).
+FPMATH_VARIABLES = ("TF_SET_ONEDNN_FPMATH_MODE", "ONEDNN_DEFAULT_FPMATH_MODE")
+
+
+def strict_float32_math() -> None:
+    """Ask oneDNN for strict float32 before TensorFlow is imported (it reads these once, at start)."""
+    for name in FPMATH_VARIABLES:
+        value = os.environ.get(name, "")
+        if value and value.upper() != "STRICT":
+            log.warning("%s=%s ignored: the verification's float reference is computed in strict float32",
+                        name, value)
+        os.environ[name] = "STRICT"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fer-convert: error: fer-convert needs the training extra ({missing} is not installed): "
               f"pip install 'ferlite[train]'", file=sys.stderr)
         return EXIT_BAD_INPUT
+    strict_float32_math()
     from ferlite.edge.errors import FerliteError
     from ferlite.edge.runner import ModelLoadError
     from ferlite.edge.spec import ModelSpecError
