@@ -84,7 +84,8 @@ def write_pack(path: Path, prepared: Prepared, sources: Sequence[DataSource], op
     roots = {s.name: s.path for s in sources}
     small = _small_faces(prepared, {s.name for s in sources if s.whole})
     arrays: dict[str, np.ndarray] = {"rows": prepared.rows.astype(np.int64)}
-    full = np.array([r for r in range(len(prepared.faces)) if r not in small], np.int64)
+    used = set(prepared.rows[prepared.rows >= 0].tolist())  # a face only a dropped duplicate had is not kept
+    full = np.array([r for r in sorted(used) if r not in small], np.int64)
     arrays["full_rows"], arrays["full"] = full, row_delta(prepared.faces[full])
     shapes = sorted({face.shape for face in small.values()})
     for h, w in shapes:
@@ -159,7 +160,7 @@ def _load(path: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
 def _unpack_faces(arrays: Any, meta: dict[str, Any]) -> np.ndarray:
     """Every face at the input size: the stored ones as they are, the small ones upscaled by the
     edge's own resize (which gave the same pixels when the pack was written)."""
-    faces = np.empty((int(meta["faces"]), *INPUT_SIZE), np.uint8)
+    faces = np.zeros((int(meta["faces"]), *INPUT_SIZE), np.uint8)  # rows no sample uses stay blank
     full = undo_row_delta(arrays["full"])
     faces[arrays["full_rows"]] = full.reshape(len(full), *INPUT_SIZE)
     for h, w in meta["small_shapes"]:
