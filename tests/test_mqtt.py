@@ -1,8 +1,8 @@
 """fer-mqtt against a real Mosquitto broker on 127.0.0.1: end to end, faults, TLS + password, load.
 
 The broker is Debian's `mosquitto`, started by the tests on a free loopback port with a generated config
-(installed with apt-get when missing and running as root; otherwise these tests skip and say why). The feed
-is either the project's own SocketFeed serving scripted frames, or a real `fer-edge` on a generated video
+(installed by scripts/install_system_packages.sh, which .ci/run calls; without it these tests skip and say
+why). The feed is either the project's own SocketFeed serving scripted frames, or a real `fer-edge` on a generated video
 with the tiny test model. fer-mqtt always runs as its own process, as it would under systemd.
 """
 
@@ -53,20 +53,8 @@ def mosquitto_bin() -> str:
     if mqtt is None:
         pytest.skip("paho-mqtt not installed (pip install -e '.[mqtt]')")
     found = _find_mosquitto()
-    if found:
-        return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("mosquitto not installed and cannot install it here (as root: apt-get install -y mosquitto)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "mosquitto"]
-    if subprocess.run(install, env=env, capture_output=True, timeout=600).returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
-        result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            pytest.skip(f"apt-get install mosquitto failed: {result.stderr.strip()[-300:]}")
-    found = _find_mosquitto()
-    if not found:
-        pytest.skip("mosquitto still not found after apt-get install")
+    if not found:  # tests install nothing: .ci/run does, through scripts/install_system_packages.sh
+        pytest.skip("mosquitto not installed (scripts/install_system_packages.sh, or apt-get install mosquitto)")
     return found
 
 
