@@ -39,6 +39,7 @@ from .mqtt_config import (
     load_config,
     read_password,
 )
+from .version import package_version, version_text
 
 log = logging.getLogger("ferlite.mqtt")
 
@@ -46,15 +47,6 @@ STALE_TRACK_S = 600.0  # a track not seen for this long (its "end" was never rea
 STATS_EVERY_S = 60.0  # the retained bridge topic is refreshed this often (and on every change of link)
 LOOP_TIMEOUT_S = 0.05  # the broker thread's longest wait between draining the outbox
 SHUTDOWN_FLUSH_S = 2.0  # on SIGTERM: time allowed to deliver what is buffered before disconnecting
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("ferlite")
-    except Exception:  # noqa: BLE001 - not installed as a distribution
-        return "0"
 
 
 def _dumps(payload: dict[str, Any]) -> str:
@@ -99,7 +91,7 @@ def discovery_messages(config: MqttConfig) -> dict[str, str]:
         "name": config.effective_device_name,
         "manufacturer": "ferlite",
         "model": "fer-edge facial-expression recognition",
-        "sw_version": _version(),
+        "sw_version": package_version(),
     }
     common = {
         "state_topic": topics.state,
@@ -107,7 +99,7 @@ def discovery_messages(config: MqttConfig) -> dict[str, str]:
         "payload_available": "online",
         "payload_not_available": "offline",
         "device": device,
-        "origin": {"name": "ferlite fer-mqtt", "sw_version": _version()},
+        "origin": {"name": "ferlite fer-mqtt", "sw_version": package_version()},
     }
     entities: list[tuple[str, str, dict[str, Any]]] = [
         ("sensor", "expression", {
@@ -653,6 +645,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-rate", type=float, help="frame summaries per second at most (0: none)")
     p.add_argument("--qos", type=int, help="MQTT QoS 0, 1 or 2 (default 1)")
     p.add_argument("--log-level", help="DEBUG | INFO | WARNING | ERROR")
+    p.add_argument("--version", action="version", version=version_text("fer-mqtt"))
     return p
 
 

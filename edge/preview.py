@@ -31,6 +31,7 @@ import numpy as np
 
 from .annotate import caption, draw_result
 from .api import build_pipeline, load_parts
+from .cli import add_detection_flags
 from .config import ConfigError, EdgeConfig, load_config
 from .detector import DetectorError
 from .errors import StartupError
@@ -39,13 +40,15 @@ from .pipeline import FrameResult
 from .runner import ModelLoadError
 from .sources import Frame, ImageFilesSource, SourceError, open_source
 from .spec import ModelSpecError
+from .version import version_text
 
 log = logging.getLogger("ferlite.edge.preview")
 
 EXIT_OK = 0
 EXIT_BAD_START = 2
 DEFAULT_BIND = "127.0.0.1:8080"
-PREVIEW_FPS = 30.0  # files and folders are paced to this unless fps_limit says otherwise
+PREVIEW_FPS = 30.0  # videos that do not say their rate (and cameras) are paced to this unless fps_limit is set
+PHOTO_FPS = 2.0  # photos (a folder, an image, demo) are shown at this rate unless fps_limit is set
 MAX_VIEWERS = 8  # streams at once; one thread each
 WAIT_S = 0.5  # a stream checks this often whether the server is stopping
 
@@ -350,14 +353,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="stop processing after N frames (the page stays up)")
     p.add_argument("--loop", action="store_const", const=True, help="replay a folder or video forever")
     p.add_argument("--whole-frame", action="store_const", const=True, help="no detection: the whole frame is one face")
-    p.add_argument("--fps-limit", type=float, help=f"pace image/video sources (default here: {PREVIEW_FPS:g})")
+    p.add_argument("--fps-limit", type=float,
+                   help=f"pace the source (default here: photos {PHOTO_FPS:g} fps, a video its own rate, "
+                   f"else {PREVIEW_FPS:g})")
     p.add_argument("--detect-width", type=int, help="detect on frames scaled to this width (0: full size)")
     p.add_argument("--max-faces", type=int, help="most faces classified per frame")
+    add_detection_flags(p)
     p.add_argument("--log-level", help="DEBUG | INFO | WARNING | ERROR")
+    p.add_argument("--version", action="version", version=version_text("fer-preview"))
     p.add_argument("--bind", default=DEFAULT_BIND, metavar="HOST:PORT",
                    help=f"where to serve the page (default {DEFAULT_BIND}; another address only when given)")
     p.add_argument("--quality", type=int, default=80, help="JPEG quality of the stream, 10..100 (default 80)")
     return p
+
+
+def preview_fps(config: EdgeConfig, source: object) -> float:
+    """The rate fer-preview paces its source to: `fps_limit` when set; else photos (a folder, an image,
+    demo) at PHOTO_FPS, so that each can be looked at; a video file at the rate it reports; anything
+    else (a camera, a video that does not say) at PREVIEW_FPS."""
+    if config.fps_limit:
+        return config.fps_limit
+    if isinstance(source, ImageFilesSource):
+        return PHOTO_FPS
+    if not getattr(source, "live", True):
+        return getattr(source, "fps", None) or PREVIEW_FPS
+    return PREVIEW_FPS
 
 
 def serve(config: EdgeConfig, bind: tuple[str, int], quality: int, stop: Any) -> int:
@@ -394,9 +414,12 @@ def serve(config: EdgeConfig, bind: tuple[str, int], quality: int, stop: Any) ->
             log.warning("serving on %s: anyone who can reach this address sees the camera (no authentication)",
                         bind[0])
         print(f"fer-preview: http://{url_host}:{port}/ (Ctrl-C to stop)", flush=True)
+        fps = preview_fps(config, source)
+        if not config.fps_limit and isinstance(source, ImageFilesSource):
+            log.info("photos shown at %g a second (--fps-limit to change)", fps)
         stats = run_loop(
             source, pipeline, [hub.set_line], max_frames=config.max_frames, should_stop=stop,
-            status_every_s=config.status_every_s, fps_limit=config.fps_limit or PREVIEW_FPS,
+            status_every_s=config.status_every_s, fps_limit=fps,
             on_result=hub.publish,
         )
         log.info("%d frames, %d faces, %.1f fps", stats.frames, stats.faces, stats.fps)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .feed import iterate_messages
+from .version import version_text
 
 DEFAULT_SOCKET = "/run/ferlite/feed.sock"
 
@@ -18,6 +19,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--socket", default=DEFAULT_SOCKET, help=f"feed socket (default {DEFAULT_SOCKET})")
     parser.add_argument("--count", type=int, default=None, help="stop after N messages")
     parser.add_argument("--summary", action="store_true", help="one short line per frame instead of JSON")
+    parser.add_argument("--version", action="version", version=version_text("fer-watch"))
     args = parser.parse_args(argv)
     shown = 0
     try:

@@ -81,6 +81,47 @@ def test_whole_frame_on_precropped_faces(tmp_path, tiny_model):
     assert [m["faces"][0]["box"] for m in messages] == [[0, 0, 48, 48]] * 3
 
 
+def test_min_size_flag_changes_what_is_looked_for(photo_folder, tiny_model):
+    """The faces in photo_folder are about 76 px: --min-size 120 skips them, the default finds them."""
+    args = ["--source", str(photo_folder), "--max-frames", "2", "--model", str(tiny_model), "--threads", "1"]
+    found = [json.loads(line)["faces"] for line in _run(args).stdout.splitlines()]
+    assert len(found) == 2 and all(len(faces) == 1 for faces in found)
+    out = _run([*args, "--min-size", "120"])
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["faces"] for line in out.stdout.splitlines()] == [[], []]
+    assert "no face of min_size (120 px)" in out.stderr
+
+
+@pytest.mark.parametrize("command", ["fer-edge", "fer-watch", "fer-preview", "fer-mqtt"])
+def test_version_of_each_command_is_the_installed_distributions(command):
+    from importlib.metadata import version
+
+    module = {"fer-edge": "cli", "fer-watch": "watch", "fer-preview": "preview", "fer-mqtt": "mqtt"}[command]
+    out = subprocess.run([sys.executable, "-m", f"ferlite.edge.{module}", "--version"], capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"{command} {version('ferlite')}\n"
+
+
+def test_package_version_in_python(monkeypatch):
+    from importlib.metadata import PackageNotFoundError, version
+
+    import ferlite.edge
+    from ferlite.edge import version as version_module
+
+    assert ferlite.edge.__version__ == version("ferlite") != version_module.UNKNOWN
+    code = "from ferlite.edge import __version__; print(__version__)"  # a fresh interpreter, from anywhere
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
+                         cwd="/")
+    assert out.stdout.split() == [version("ferlite")], out.stderr
+
+    def not_installed(name):
+        raise PackageNotFoundError(name)
+
+    monkeypatch.setattr(version_module, "version", not_installed)
+    assert version_module.package_version() == "0+unknown"  # a source tree that was never installed
+
+
 def _one_error_line(out):
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2, out.stderr

@@ -74,3 +74,41 @@ def test_check_config_prints_effective_config(tmp_path, tiny_model, capsys):
     assert main(["--config", str(path), "--model", str(tiny_model), "--check-config"]) == 0
     out = capsys.readouterr().out
     assert "threads = 2" in out and "max_faces = 3" in out and "# config OK" in out
+
+
+def test_detection_settings_are_flags_that_override_only_what_was_typed(tmp_path):
+    """--min-size, --min-neighbors, --flip/--no-flip, --smooth-window: the config's keys as flags."""
+    from ferlite.edge.cli import _overrides
+
+    def effective(argv, toml=None):
+        path = _write(tmp_path, toml) if toml is not None else None
+        return load_config(path, _overrides(build_parser().parse_args(argv)))
+
+    config = effective(["--min-size", "64", "--min-neighbors", "3", "--flip", "--smooth-window", "1"])
+    assert (config.min_size, config.min_neighbors, config.flip, config.smooth_window) == (64, 3, True, 1)
+    assert effective([]) == EdgeConfig()  # nothing typed: every default
+    toml = "min_size = 30\nmin_neighbors = 7\nflip = true\nsmooth_window = 9\n"
+    config = effective(["--no-flip", "--min-size", "40"], toml)
+    assert (config.min_size, config.min_neighbors, config.flip, config.smooth_window) == (40, 7, False, 9)
+    assert effective(["--flip", "--no-flip"]).flip is False  # the last one typed wins
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--min-size", "0"], "min_size must be at least 1"),
+        (["--min-neighbors", "101"], "min_neighbors must be at most 100"),
+        (["--smooth-window", "0"], "smooth_window must be at least 1"),
+        (["--min-size", "big"], "--min-size: invalid int value: 'big'"),
+        (["--smooth-window", "2.5"], "--smooth-window: invalid int value"),
+        (["--flip=yes"], "--flip: ignored explicit argument"),
+    ],
+)
+def test_bad_detection_flags_exit_2_with_one_line_naming_the_setting(argv, says, capsys):
+    try:
+        code = main([*argv, "--check-config"])
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fer-edge: ") and says in err, err

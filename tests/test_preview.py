@@ -22,11 +22,10 @@ import numpy as np
 import pytest
 from helpers import ROOT, read_video, write_face_video
 
-from ferlite.edge.annotate import COLOURS
-from ferlite.edge.config import ConfigError
-from ferlite.edge.contract import LABELS
 from ferlite.edge import preview as preview_module
-from ferlite.edge.config import EdgeConfig
+from ferlite.edge.annotate import COLOURS
+from ferlite.edge.config import ConfigError, EdgeConfig
+from ferlite.edge.contract import LABELS
 from ferlite.edge.loop import LoopStats
 from ferlite.edge.preview import DEFAULT_BIND, build_parser, is_loopback, labels_text, parse_bind
 
