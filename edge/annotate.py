@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,9 @@ from .sources import IMAGE_SUFFIXES, Frame
 
 log = logging.getLogger(__name__)
 
-# BGR, one per label (Angry, Disgust, Happy, Neutral, Sad, Surprise); readable on dark and light.
+# BGR, one per label (Angry, Disgust, Happy, Neutral, Sad, Surprise). Each box and caption is drawn inside a
+# dark OUTLINE, so a light colour (Neutral's gray, Happy's yellow) still stands out on a white wall or a
+# pale face, and the colour itself stands out on a dark one (tests/test_annotate.py measures the contrast).
 COLOURS: dict[str, tuple[int, int, int]] = {
     "Angry": (40, 40, 230),
     "Disgust": (40, 160, 40),
@@ -33,10 +38,18 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "Surprise": (220, 60, 220),
 }
 _OTHER = (0, 255, 0)
+OUTLINE = (0, 0, 0)
 NOTE_BACKGROUND = (0, 0, 0)  # a note ("no face"): white on black, readable on any photo
 NOTE_TEXT = (255, 255, 255)
-# Video containers and the codec written into each (all in OpenCV's bundled FFmpeg).
-VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+# Video containers and the codecs tried for each, best first. MP4: H.264 (`avc1`) plays in every browser, but
+# OpenCV's pip wheels carry no H.264 encoder (a Pi's own OpenCV or an FFmpeg build with libx264 may); MPEG-4
+# Part 2 (`mp4v`) is always there and plays in VLC and ffmpeg, not in most browsers. VP9 would play, but
+# encodes at ~170 ms a 640x480 frame: too slow for the frame loop.
+VIDEO_CODECS: dict[str, tuple[str, ...]] = {
+    ".mp4": ("avc1", "mp4v"), ".m4v": ("avc1", "mp4v"), ".mov": ("avc1", "mp4v"), ".avi": ("MJPG",), ".mkv": ("MJPG",),
+}
+BROWSER_CODECS = frozenset({"avc1"})  # what a browser's <video> plays in an MP4/MOV
+_warned_codecs: set[str] = set()  # "may not play in a browser" is said once per process and codec
 DEFAULT_FPS = 30.0
 
 
@@ -71,17 +84,22 @@ def draw_result(frame: np.ndarray, result: FrameResult, *, copy: bool = True, no
     height, width = out.shape[:2]
     thick = max(1, round(min(width, height) / 240))
     font_scale = max(0.4, min(width, height) / 900)
+    edge = max(1, thick // 2)  # the outline's width on each side of a line
     for face in result.faces:
         x, y, w, h = face.box
         colour = COLOURS.get(face.label, _OTHER)
-        cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), colour, thick)
         text = caption(face.label, face.score, face.track)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
         top = y - th - base - 2 * thick
         if top < 0:  # no room above: inside the box, at its top
             top = y
         left = min(max(0, x), max(0, width - tw - 2 * thick))
-        cv2.rectangle(out, (left, top), (left + tw + 2 * thick, top + th + base + 2 * thick), colour, cv2.FILLED)
+        corner = (left + tw + 2 * thick, top + th + base + 2 * thick)
+        # The outlines first (a wider dark line, a larger dark box), the colour over them: dark on each side.
+        cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), OUTLINE, thick + 2 * edge)
+        cv2.rectangle(out, (left - edge, top - edge), (corner[0] + edge, corner[1] + edge), OUTLINE, cv2.FILLED)
+        cv2.rectangle(out, (left, top), corner, colour, cv2.FILLED)
+        cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), colour, thick)
         cv2.putText(out, text, (left + thick, top + th + thick), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
                     (0, 0, 0), thick, cv2.LINE_AA)
     if note:
@@ -98,7 +116,8 @@ class VideoAnnotator:
     A frame of another size (a camera reopened differently) is resized to the first one.
     """
 
-    def __init__(self, path: str | os.PathLike[str], fps: float = DEFAULT_FPS) -> None:
+    def __init__(self, path: str | os.PathLike[str], fps: float = DEFAULT_FPS,
+                 writer_factory: Callable[..., Any] | None = None) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in VIDEO_CODECS:
@@ -107,7 +126,9 @@ class VideoAnnotator:
             )
         _check_folder(self.path.parent)
         self.fps = fps if fps and fps > 0 else DEFAULT_FPS
-        self.codec = VIDEO_CODECS[suffix]
+        self.codecs = VIDEO_CODECS[suffix]
+        self.codec = self.codecs[0]  # the one written, once open
+        self._factory = writer_factory or cv2.VideoWriter
         self.frames = 0
         self._writer: Any = None
         self._size: tuple[int, int] | None = None
@@ -129,15 +150,30 @@ class VideoAnnotator:
         self.frames += 1
 
     def _open(self, width: int, height: int) -> None:
-        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*self.codec), self.fps, (width, height))
-        if not writer.isOpened():
+        writer = None
+        for codec in self.codecs:
+            # An encoder OpenCV lacks makes FFmpeg print its own errors; they say nothing the log below does not.
+            with _quiet_stderr(enabled=codec != self.codecs[-1]):
+                writer = self._factory(str(self.path), cv2.VideoWriter.fourcc(*codec), self.fps, (width, height))
+            if writer.isOpened():
+                self.codec = codec
+                break
             writer.release()
+            writer = None
+        if writer is None:
             self._failed = True
-            log.error("%s: annotate: OpenCV cannot write %s video here; no annotated output", self.path, self.codec)
+            log.error("%s: annotate: OpenCV cannot write %s video here; no annotated output", self.path,
+                      " or ".join(self.codecs))
             return
         self._writer = writer
         self._size = (width, height)
         log.info("annotated video: %s (%dx%d, %s, %.1f fps)", self.path, width, height, self.codec, self.fps)
+        browser = [codec for codec in self.codecs if codec in BROWSER_CODECS]
+        if browser and self.codec not in BROWSER_CODECS and self.codec not in _warned_codecs:
+            _warned_codecs.add(self.codec)
+            log.warning("annotate: this OpenCV has no %s (H.264) encoder; writing %s, which VLC and ffmpeg play but "
+                        "browsers may not (for a browser: ffmpeg -i %s -c:v libx264 -pix_fmt yuv420p out.mp4)",
+                        browser[0], self.codec, self.path.name)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -204,6 +240,31 @@ class ImageAnnotator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def _quiet_stderr(enabled: bool = True) -> Iterator[None]:
+    """File descriptor 2 to /dev/null for a moment: FFmpeg's and OpenCV's C code print there directly
+    when an encoder is missing. Python's own stderr is flushed first."""
+    if not enabled:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no fd 2 (closed): nothing to quieten
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+        finally:
+            os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _check_folder(folder: Path) -> None:

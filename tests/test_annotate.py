@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
 import cv2
 import numpy as np
 import pytest
-from helpers import place_face, write_face_video
+from helpers import place_face, read_video, write_face_video
 
-from ferlite.edge import InputError, draw_result
-from ferlite.edge.annotate import COLOURS
+from ferlite.edge import InputError, annotate, draw_result
+from ferlite.edge.annotate import COLOURS, VideoAnnotator
 from ferlite.edge.contract import LABELS
 from ferlite.edge.pipeline import FaceResult, FrameResult
 
@@ -54,6 +55,97 @@ def test_draw_result_takes_gray_and_draws_in_place_on_request():
     assert _near(bgr[100, 50], COLOURS["Happy"], 5)
     with pytest.raises(InputError, match="dtype float64"):
         draw_result(np.zeros((10, 10)), _result())
+
+
+def _luminance(bgr) -> float:
+    """WCAG 2 relative luminance of an sRGB colour given as BGR 0..255."""
+    channels = np.asarray(bgr, float)[::-1] / 255.0
+    linear = np.where(channels <= 0.04045, channels / 12.92, ((channels + 0.055) / 1.055) ** 2.4)
+    return float(linear @ [0.2126, 0.7152, 0.0722])
+
+
+def _contrast(a, b) -> float:
+    """WCAG 2 contrast ratio, 1 (none) to 21 (black on white)."""
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+@pytest.mark.parametrize("label", LABELS)
+@pytest.mark.parametrize("background", [255, 235, 128, 20, 0])
+def test_every_labels_box_and_caption_stand_out_on_light_and_dark(label, background):
+    """WCAG's 3:1 for graphics: on a white wall, a pale face or a dark room, some line of the box and of
+    its caption has at least 3:1 against the picture; the caption's text 4.5:1 against its box."""
+    for size in ((320, 240), (640, 480), (1920, 1080)):  # lines 1, 2 and 4-5 px thick
+        frame = np.full((size[1], size[0], 3), background, np.uint8)
+        x, y, w, h = size[0] // 3, size[1] // 3, size[1] // 3, size[1] // 3
+        face = FaceResult((x, y, w, h), label, 0.93, dict.fromkeys(LABELS, 0.1), 3)
+        out = draw_result(frame, FrameResult(faces=(face,), timing_ms={}, size=size))
+        across_side = out[y + h // 2, x - 8 : x + 9]  # a row across the box's left line
+        best = max(_contrast(pixel, (background,) * 3) for pixel in across_side)
+        assert best >= 3.0, (label, background, size, best, across_side.tolist())
+        above = out[: y - 1, x : x + w]  # the caption, above the box
+        best = max(_contrast(pixel, (background,) * 3) for pixel in above.reshape(-1, 3)[::7])
+        assert best >= 3.0, (label, background, size, best)
+    assert _contrast(COLOURS[label], (0, 0, 0)) >= 4.5  # black caption text on the label's colour
+
+
+class _FakeWriter:
+    """cv2.VideoWriter as far as VideoAnnotator uses it; opens only for the codecs in `available`."""
+
+    def __init__(self, available, made):
+        self.available, self.made = available, made
+
+    def __call__(self, path, fourcc, fps, size):
+        codec = "".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4))
+        self.made.append(codec)
+        self.codec, self.frames = codec, 0
+        return self
+
+    def isOpened(self):  # noqa: N802 - OpenCV's name
+        return self.codec in self.available
+
+    def write(self, image):
+        self.frames += 1
+
+    def release(self):
+        pass
+
+
+def _write_one(path, available, made):
+    annotator = VideoAnnotator(path, 10.0, writer_factory=_FakeWriter(available, made))
+    frame = annotate.Frame(image=np.full((48, 64, 3), 100, np.uint8))
+    annotator(frame, FrameResult(faces=(), timing_ms={}, size=(64, 48)))
+    annotator.close()
+    return annotator
+
+
+def test_annotated_mp4_is_h264_where_opencv_has_it_else_mp4v_said_once(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(annotate, "_warned_codecs", set())
+    caplog.set_level(logging.INFO, logger="ferlite.edge.annotate")
+    made: list[str] = []
+    assert _write_one(tmp_path / "a.mp4", {"avc1", "mp4v"}, made).codec == "avc1"  # plays in a browser
+    assert made == ["avc1"] and "browsers" not in caplog.text
+    made.clear()
+    first = _write_one(tmp_path / "b.mp4", {"mp4v", "MJPG"}, made)  # pip's OpenCV: no H.264 encoder
+    assert first.codec == "mp4v" and first.frames == 1 and made == ["avc1", "mp4v"]
+    assert _write_one(tmp_path / "c.mov", {"mp4v"}, made).codec == "mp4v"
+    said = [r for r in caplog.records if "browsers may not" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING  # once per process, not per file
+    assert "avc1" in said[0].getMessage() and "mp4v" in said[0].getMessage()
+    made.clear()
+    assert _write_one(tmp_path / "d.avi", {"mp4v", "MJPG"}, made).codec == "MJPG" and made == ["MJPG"]
+    nothing = _write_one(tmp_path / "e.mp4", set(), made)  # no encoder at all: an error, no output
+    assert nothing.frames == 0 and "cannot write avc1 or mp4v" in caplog.text
+
+
+def test_annotated_mp4_with_this_machines_opencv_reads_back(tmp_path):
+    """Whatever codec this OpenCV has, the file written is a video OpenCV can read."""
+    annotator = VideoAnnotator(tmp_path / "real.mp4", 10.0)
+    for _ in range(3):
+        annotator(annotate.Frame(image=np.full((48, 64, 3), 100, np.uint8)), _result())
+    annotator.close()
+    assert annotator.codec in ("avc1", "mp4v") and annotator.frames == 3
+    assert len(read_video(tmp_path / "real.mp4")) == 3
 
 
 def _run(args):
