@@ -36,6 +36,7 @@ out = apply_affine(keras.ops.convert_to_tensor(images), affine_params(d, images.
 np.save(sys.argv[3], keras.ops.convert_to_numpy(out))
 print(keras.backend.backend())
 """
+GATHER = TRANSFORM.replace("apply_affine", "gather_affine")  # the gathers, on every backend
 
 
 def _env(backend: str) -> dict[str, str]:
@@ -80,16 +81,17 @@ def test_augmentation_is_the_same_transform_on_every_backend(tmp_path):
     expected = reference_affine(images, _numpy_params(*images.shape[1:3]))
     results = {}
     for backend in BACKENDS:
-        out = tmp_path / f"{backend}.npy"
-        done = subprocess.run([sys.executable, "-c", TRANSFORM, str(tmp_path / "in.npy"), json.dumps(DRAWS),
-                               str(out)], env=_env(backend), capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stdout.split()[-1] == backend
-        results[backend] = np.load(out)
-    assert np.array_equal(results[BACKENDS[0]][0], images[0])  # the identity draw leaves the face as it was
-    for backend, result in results.items():
-        # float32 sampling vs float64: within a thousandth of a grey level; a one-pixel shift is ~10 levels.
-        assert np.abs(result - expected).max() < 0.05, backend
+        for name, program in (("native", TRANSFORM), ("gather", GATHER)):
+            out = tmp_path / f"{backend}-{name}.npy"
+            done = subprocess.run([sys.executable, "-c", program, str(tmp_path / "in.npy"), json.dumps(DRAWS),
+                                   str(out)], env=_env(backend), capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr[-2000:]
+            assert done.stdout.split()[-1] == backend
+            results[f"{backend}-{name}"] = np.load(out)
+    assert all(np.array_equal(r[0], images[0]) for r in results.values())  # the identity draw changes nothing
+    for name, result in results.items():
+        # float32 sampling vs float64: within a few thousandths of a grey level; a one-pixel shift is ~10 levels.
+        assert np.abs(result - expected).max() < 0.05, name
     assert np.abs(np.roll(expected, 1, axis=2) - expected).max() > 5  # the check can tell a shift
 
 
@@ -235,3 +237,21 @@ def test_a_bad_pack_exits_2_with_one_line(tmp_path, capsys, content):
     assert not (tmp_path / "run").exists()
     assert main(["--from-pack", str(tmp_path / "missing.ferpack"), "--out", str(tmp_path / "run")]) == 2
     assert main(["--from-pack", str(pack), "--data", "crops=/x", "--out", str(tmp_path / "run")]) == 2
+
+
+def test_a_quick_try_needs_no_data(tmp_path):
+    """`fer-train --data synthetic` on a fresh machine: the generated set is written once, then the whole
+    chain runs and prints what a real run prints."""
+    env = {**_env("tensorflow"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    args = [str(Path(sys.executable).parent / "fer-train"), "--data", "synthetic", "--epochs", "1", *TINY]
+    done = subprocess.run([*args, "--out", str(tmp_path / "try")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for line in ("data: ", "model: hybrid CNN", "trained 1 epochs", "val: accuracy", "report: "):
+        assert line in done.stdout, done.stdout
+    folder = tmp_path / "cache" / "ferlite" / "synthetic-v1"
+    assert len(list(folder.glob("*/*.png"))) == 240 and str(folder) in done.stderr
+    missing = subprocess.run([*args[:2], f"ferplus={tmp_path / 'ferplus'}", "--out", str(tmp_path / "r")],
+                             env=env, capture_output=True, text=True, timeout=120)
+    err = missing.stderr.strip().splitlines()
+    assert missing.returncode == 2 and len(err) == 1 and "no such folder" in err[0] and "ferplus" in err[0], err

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferlite.train.synthetic import pattern
+from ferlite.train.synthetic import pattern, write_set
 
 # Label index of each class name used below (LABELS order: Angry Disgust Happy Neutral Sad Surprise).
 FOLDER_CLASSES = {"anger": 0, "disgust": 1, "happiness": 2, "neutral": 3, "sadness": 4,
@@ -27,11 +27,7 @@ def write_folder_set(
     """`<class>/S###_001_0000000n.png` crops, a fear folder, one corrupt file, one cross-class
     duplicate; every subject appears in every class."""
     rng = np.random.default_rng(seed)
-    for name, label in FOLDER_CLASSES.items():
-        for i in range(per_class):
-            subject = 10 + i % subjects
-            image = pattern(label, rng, (size, size))
-            write_image(root / name / f"S{subject:03d}_{label + 1:03d}_{i + 1:08d}.png", image)
+    write_set(root, per_class, subjects, rng, (size, size))
     for i in range(3):
         write_image(root / "fear" / f"S{10 + i:03d}_009_{i + 1:08d}.png",
                     pattern(0, rng, (size, size)))

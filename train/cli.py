@@ -97,9 +97,18 @@ def build_sources(config: TrainConfig) -> list[DataSource]:
                 raise UsageError(f"--faces {source.name}=... must be 'whole' or 'detect'")
             whole = faces[source.name] == "whole"
         regex = regexes.get(source.name, source.subject_regex)
-        out.append(dataclasses.replace(source, whole=whole,
+        out.append(dataclasses.replace(source, whole=whole, path=_generated(source),
                                        subject_regex=None if regex == "none" else regex))
     return out
+
+
+def _generated(source: DataSource) -> Path:
+    """A `synthetic` set's folder, written on first use (beside the face cache unless a path was given)."""
+    if source.kind != "synthetic":
+        return source.path
+    from .synthetic import quick_try_set
+
+    return quick_try_set(source.path if source.path != Path() else default_cache().parent)
 
 
 def _resume(config: TrainConfig, typed: Sequence[str]) -> TrainConfig:

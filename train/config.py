@@ -218,6 +218,8 @@ Data sets (--data KIND[:NAME]=PATH, repeat to merge several):
            are mostly fear/contempt/unknown/not-a-face, and ties, are dropped and counted.
   crops    like folder, but the images are already face crops: only resized
            (e.g. the 48x48 sets in ../shared/data).
+  synthetic  (no =PATH) generated patterns, 40 a class, 10 subjects: a quick try of
+           the whole chain on a fresh machine, no data needed (not faces).
 Class folder names map to the six labels through built-in aliases (anger/angry,
 happiness/happy/joy, sadness/sad, ...); fear and contempt are dropped and counted;
 add or override with --class-map SOURCE=LABEL (LABEL 'drop' drops it).

