@@ -185,6 +185,9 @@ def test_a_torch_run_writes_a_model(crops, tmp_path):
                     "--no-cache", *TINY], "torch")
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert (out / "model.keras").is_file() and "with torch" in trained.stdout
+    converted = _cli(["fer-convert", str(out / "model.keras"), "--calibration", str(crops), "--cropped",
+                      "--samples", "24", "--min-agreement", "0", "--out", str(tmp_path / "m.tflite")], "tensorflow")
+    assert converted.returncode == 0, converted.stderr[-3000:]
 
 
 def test_faces_travel_in_a_pack(crops, tmp_path):

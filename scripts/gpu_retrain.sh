@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The shipped model's recipe, retrained to convergence on a GPU box from a face pack (docs/model.md,
+# "Training on a GPU box"). Runs from the repository root on a machine that has a Keras backend with CUDA
+# (JAX by default) but need not have ferlite installed, TensorFlow, or the image folders:
+#
+#   where the data is:  fer-train --data ferplus=../shared/data/ferplus \
+#                           --data crops:ckplus=../shared/data/ckplus48_hugoiwnl --data crops:ckplus48=../shared/data/ckplus48 \
+#                           --test-subjects train/splits/ckplus-test-subjects.txt \
+#                           --pack .pack/shipped.ferpack --dry-run --out runs/pack
+#   on the GPU box:     scripts/gpu_retrain.sh            (PACK, EPOCHS, BATCH, LR, RESULTS, KERAS_BACKEND to change)
+#
+# Wheels in .whl/ (keras, optree, namex where the box lacks them) are installed to a temporary folder first.
+# The run folder is RUN (checkpointed every epoch: `scripts/gpu_retrain.sh` again with RESUME=1 continues it);
+# model.keras, metrics.json, run.json, history.csv and train.log are copied to RESULTS (default $OUT when set).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACK=${PACK:-.pack/shipped.ferpack}
+EPOCHS=${EPOCHS:-120}
+BATCH=${BATCH:-256}
+LR=${LR:-2e-3}
+RUN=${RUN:-/tmp/ferlite-gpu-run}
+RESULTS=${RESULTS:-${OUT:-runs/gpu-results}}
+export KERAS_BACKEND=${KERAS_BACKEND:-jax}
+
+[ -f "$PACK" ] || { echo "gpu_retrain: $PACK: no such face pack (see the header of this script)" >&2; exit 2; }
+site=$(mktemp -d)
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl
+fi
+# ferlite's three folders as the ferlite namespace without installing (pyproject maps them the same way).
+mkdir -p "$site/ferlite"
+for part in edge train convert; do ln -sfn "$PWD/$part" "$site/ferlite/$part"; done
+export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+
+args=(--from-pack "$PACK" --repeat ckplus=4 --repeat ckplus48=2 --targets votes --class-weight-power 0.5
+      --label-smoothing 0.05 --seed 0 --schedule onecycle --learning-rate "$LR" --batch-size "$BATCH"
+      --epochs "$EPOCHS" --progress-every 30 --no-cache)
+if [ "${RESUME:-0}" = 1 ]; then
+    args=(--resume --epochs "$EPOCHS")
+else
+    args+=(--overwrite)
+fi
+start=$(date +%s)
+python3 -m ferlite.train.cli "${args[@]}" --out "$RUN"
+echo "gpu_retrain: $(( $(date +%s) - start )) s with $KERAS_BACKEND" | tee -a "$RUN/train.log"
+
+mkdir -p "$RESULTS"
+for name in model.keras metrics.json run.json history.csv train.log; do
+    cp "$RUN/$name" "$RESULTS/"
+done
+echo "gpu_retrain: results in $RESULTS"
