@@ -10,7 +10,7 @@ Three threads, one owner each:
 
 While the broker is away the outbox keeps at most `buffer_summaries` frame summaries and `buffer_events`
 events, dropping the oldest of each and counting what it dropped; retained topics keep only their latest
-value. Topics and payloads: README.md, section "fer-mqtt".
+value. Settings, topics and payloads: docs/mqtt.md.
 """
 
 from __future__ import annotations

@@ -38,15 +38,31 @@ def readme_example() -> str:
     return match.group(1)
 
 
-def test_readme_example_prints_labels_for_a_photo():
+def test_readme_example_prints_labels_for_a_photo_from_any_folder(tmp_path):
+    """The README's example works where a user runs it after `pip install`: not in the checkout."""
     code = readme_example()
     assert len([line for line in code.splitlines() if line.strip()]) <= 5
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                          check=False)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines, "the example printed nothing"
     assert lines[0].split()[0] in LABELS, lines
+
+
+def test_demo_photos_are_reachable_from_any_folder(tmp_path):
+    code = ("from ferlite.edge import DEMO_DIR, demo_photos\n"
+            "print(DEMO_DIR.is_absolute(), DEMO_DIR.is_dir())\n"
+            "print(*[p.name for p in demo_photos() if p.is_file() and p.parent == DEMO_DIR])\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    first, names = out.stdout.splitlines()
+    assert first == "True True"
+    assert names.split() == ["astronaut.jpg", "astronaut_640x480_1.jpg", "astronaut_640x480_2.jpg",
+                             "astronaut_640x480_3.jpg"]  # sorted, as fer-edge --source demo reads them
+    faces = ferlite.edge.recognize(ferlite.edge.demo_photos()[0])
+    assert faces and faces[0].label in LABELS
 
 
 def test_process_gives_exactly_the_daemons_feed_for_a_video(tmp_path, tiny_model, astronaut):
