@@ -201,8 +201,11 @@ def test_faces_travel_in_a_pack(crops, tmp_path):
     assert [row.split(",")[1:] for row in before] == [row.split(",")[1:] for row in after]
     from ferlite.train.pack import read_pack
 
-    prepared, options = read_pack(pack)
+    packed = read_pack(pack)
+    prepared, options = packed.prepared, packed.options
     assert options["data"] == [f"crops:set={crops}"]
+    runs = [json.loads((tmp_path / side / "run.json").read_text()) for side in "ab"]
+    assert runs[0]["framing"] == runs[1]["framing"] == packed.framing  # measured once, where the faces were
     assert all(not s.path.is_absolute() and str(crops) not in str(s.path) for s in prepared.samples)  # no machine path
     assert str(prepared.samples[0].path).startswith(("anger/", "disgust/", "happiness/", "neutral/"))
     assert prepared.faces.dtype == np.uint8 and prepared.faces.shape[1:] == (84, 84)
@@ -218,13 +221,13 @@ def test_pack_round_trip_is_exact(crops, tmp_path):
     assert np.array_equal(undo_row_delta(row_delta(faces)), faces)
     sources = [DataSource.parse(f"crops:set={crops}"), DataSource.parse(f"folder:det={crops}")]
     prepared = prepare(sources[:1], LabelMapper({}), SplitConfig(), None)
-    small = write_pack(tmp_path / "crops.ferpack", prepared, sources[:1], {})
-    back, _ = read_pack(tmp_path / "crops.ferpack")
+    small = write_pack(tmp_path / "crops.ferpack", prepared, sources[:1], {}, {})
+    back = read_pack(tmp_path / "crops.ferpack").prepared
     assert np.array_equal(back.faces, prepared.faces) and np.array_equal(back.rows, prepared.rows)
     # 48x48 crops travel at 48x48: stored as 84x84 faces (a set whose faces were searched for) they take more.
     as_found = dataclasses.replace(sources[0], whole=False)
-    big = write_pack(tmp_path / "big.ferpack", prepared, [as_found], {})
-    assert np.array_equal(read_pack(tmp_path / "big.ferpack")[0].faces, prepared.faces)
+    big = write_pack(tmp_path / "big.ferpack", prepared, [as_found], {}, {})
+    assert np.array_equal(read_pack(tmp_path / "big.ferpack").prepared.faces, prepared.faces)
     assert small < 0.6 * big
 
 

@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
 
 
-def _prepare(config: TrainConfig, sources: list[DataSource]) -> Any:
-    """Read, decode (cached) and split --data; with --pack, also write the result there."""
+def _prepare(config: TrainConfig, sources: list[DataSource]) -> tuple[Any, dict[str, Any]]:
+    """Read, decode (cached) and split --data, measure the framing; with --pack, also write both there."""
     from .prepare import SplitConfig, prepare
 
     _repeats(config.repeat, {s.name for s in sources})  # fail before decoding anything
@@ -162,23 +162,26 @@ def _prepare(config: TrainConfig, sources: list[DataSource]) -> Any:
                         config.seed)
     cache = None if config.no_cache else (config.cache or default_cache())
     prepared = prepare(sources, mapper, split, cache, config.workers, limit=config.limit, seed=config.seed)
+    framing = _measure_framing(prepared, config.seed)
     if config.pack is not None:
         from .pack import write_pack
 
-        size = write_pack(config.pack, prepared, sources, config.options())
+        size = write_pack(config.pack, prepared, sources, config.options(), framing)
         print(f"pack: {len(prepared.faces)} faces, {size:,} bytes in {config.pack}")
-    return prepared
+    return prepared, framing
 
 
-def _unpack(config: TrainConfig) -> Any:
+def _unpack(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
+    """A --from-pack file's faces and the framing measured on them when it was packed (so the GPU box
+    needs no Haar detector)."""
     from .pack import read_pack
 
     assert config.from_pack is not None
-    prepared, options = read_pack(config.from_pack)
-    made_with = {k: options.get(k) for k in ("data", "split", "val_fraction", "test_fraction", "seed", "limit")}
-    log.info("faces from %s: %d faces, made with %s", config.from_pack, len(prepared.faces),
+    pack = read_pack(config.from_pack)
+    made_with = {k: pack.options.get(k) for k in ("data", "split", "val_fraction", "test_fraction", "seed", "limit")}
+    log.info("faces from %s: %d faces, made with %s", config.from_pack, len(pack.prepared.faces),
              ", ".join(f"{k}={v}" for k, v in made_with.items() if v not in (None, [], ())))
-    return prepared
+    return pack.prepared, pack.framing
 
 
 def run(config: TrainConfig) -> int:
@@ -194,7 +197,7 @@ def run(config: TrainConfig) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not config.dry_run:
         _log_to_run(out)
-    prepared = _prepare(config, sources) if sources else _unpack(config)
+    prepared, framing = _prepare(config, sources) if sources else _unpack(config)
     repeats = _repeats(config.repeat, {s.dataset for s in prepared.samples})
     write_manifest(out / "manifest.csv", prepared.samples, prepared.sides, prepared.statuses)
     sizes = side_sizes(prepared)
@@ -202,7 +205,6 @@ def run(config: TrainConfig) -> int:
           f"manifest {out / 'manifest.csv'}")
     if config.write_test_subjects:
         _write_test_subjects(config.write_test_subjects, prepared)
-    framing = _measure_framing(prepared, config.seed)
     _write_run_file(config, prepared, framing)
     if config.dry_run:
         return 0

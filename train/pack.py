@@ -21,6 +21,7 @@ import lzma
 import os
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,16 @@ def _small_faces(prepared: Prepared, whole: set[str]) -> dict[int, np.ndarray]:
     return small
 
 
-def write_pack(path: Path, prepared: Prepared, sources: Sequence[DataSource], options: dict[str, Any]) -> int:
-    """Write `prepared` to `path` (atomically); returns the file's size in bytes."""
+@dataclass(frozen=True)
+class Pack:
+    prepared: Prepared  # the faces as `prepare` made them
+    options: dict[str, Any]  # the fer-train options they were made with
+    framing: dict[str, Any]  # fer-train's framing measurement on their training side
+
+
+def write_pack(path: Path, prepared: Prepared, sources: Sequence[DataSource], options: dict[str, Any],
+               framing: dict[str, Any]) -> int:
+    """Write `prepared` and its `framing` to `path` (atomically); returns the file's size in bytes."""
     roots = {s.name: s.path for s in sources}
     small = _small_faces(prepared, {s.name for s in sources if s.whole})
     arrays: dict[str, np.ndarray] = {"rows": prepared.rows.astype(np.int64)}
@@ -93,7 +102,8 @@ def write_pack(path: Path, prepared: Prepared, sources: Sequence[DataSource], op
         arrays[f"rows_{h}x{w}"], arrays[f"faces_{h}x{w}"] = rows, row_delta(np.stack([small[r] for r in rows]))
     meta = {
         "magic": MAGIC, "format": FORMAT, "labels": list(LABELS), "input_size": list(INPUT_SIZE),
-        "preprocess_version": PREPROCESS_VERSION, "options": options, "faces": len(prepared.faces),
+        "preprocess_version": PREPROCESS_VERSION, "options": options, "framing": framing,
+        "faces": len(prepared.faces),
         "small_shapes": [list(shape) for shape in shapes],
         "samples": [[_relative(s, roots), s.label, s.dataset, s.subject, s.split,
                      list(s.votes) if s.votes is not None else None] for s in prepared.samples],
@@ -109,9 +119,9 @@ def write_pack(path: Path, prepared: Prepared, sources: Sequence[DataSource], op
     return len(data)
 
 
-def read_pack(path: Path) -> tuple[Prepared, dict[str, Any]]:
-    """(the faces as `prepare` made them, the options they were made with); DataError naming the
-    file when it is not a readable pack of this contract (labels, input size, preprocessing)."""
+def read_pack(path: Path) -> Pack:
+    """The pack in `path`; DataError naming the file when it is not a readable pack of this contract
+    (labels, input size, preprocessing)."""
     meta, faces, rows = _load(path)
     for key, ours in (("labels", list(LABELS)), ("input_size", list(INPUT_SIZE)),
                       ("preprocess_version", PREPROCESS_VERSION)):
@@ -128,7 +138,7 @@ def read_pack(path: Path) -> tuple[Prepared, dict[str, Any]]:
     if not (len(samples) == len(prepared.sides) == len(prepared.statuses) == len(rows)) \
             or faces.shape[1:] != INPUT_SIZE or rows.max(initial=-1) >= len(faces):
         raise DataError(f"{path}: not a ferlite face pack (its parts do not match)")
-    return prepared, dict(meta.get("options") or {})
+    return Pack(prepared, dict(meta.get("options") or {}), dict(meta.get("framing") or {}))
 
 
 def _load(path: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
