@@ -125,8 +125,10 @@ AGREEMENT_HELP = ("what helps: train with --label-smoothing 0.05-0.1 (smaller lo
 
 def _check_agreement(result: Any, min_agreement: float) -> None:
     """Raise AgreementError when the converted model disagrees too often on the faces the float
-    model calls clearly (verify.py says why near-ties are left out)."""
-    if result.decided == 0:
+    model calls clearly (verify.py says why near-ties are left out). --min-agreement 0 asks for no check."""
+    if min_agreement <= 0:
+        return
+    if result.agreement is None:
         raise AgreementError(f"none of the {result.faces} verification faces has a clear float decision (every "
                              f"top-2 gap is under {result.tie_tolerance:.4f}): nothing to verify the model on; "
                              "nothing written; verify on other faces (--verify)")
@@ -225,15 +227,15 @@ def _framing_from(crops: Any) -> dict[str, Any]:
     return {**framing, "measured_on": "calibration"}
 
 
-def _pct(value: float | None) -> str:
-    return "n/a (unlabelled)" if value is None else f"{value:.2%}"
+def _pct(value: float | None, missing: str = "n/a (unlabelled)") -> str:
+    return missing if value is None else f"{value:.2%}"
 
 
 def _print_verification(args: argparse.Namespace, size: int, result: Any, folder: Path) -> None:
     print(f"{args.quantization} model: {size:,} bytes ({size / 1024:.1f} KiB)")
     print(f"verified on {result.faces} faces from {folder}: float accuracy "
           f"{_pct(result.float_accuracy)}, {args.quantization} accuracy "
-          f"{_pct(result.tflite_accuracy)}, top-1 agreement {result.agreement:.2%} on the "
+          f"{_pct(result.tflite_accuracy)}, top-1 agreement {_pct(result.agreement, 'n/a')} on the "
           f"{result.decided} faces with a clear float decision ({result.too_close} too close to call: "
           f"top-2 gap under {result.tie_tolerance:.4f}, which rounding on another CPU could flip; "
           f"{result.agreement_all:.2%} counting them), "

@@ -38,7 +38,7 @@ OUTPUT_STEPS = 2
 @dataclass(frozen=True)
 class Verification:
     faces: int
-    agreement: float  # top-1 agreement, TFLite vs Keras, on the faces with a clear float decision
+    agreement: float | None  # top-1 agreement, TFLite vs Keras, on the faces with a clear float decision (None: none)
     max_prob_diff: float
     float_accuracy: float | None
     tflite_accuracy: float | None
@@ -100,8 +100,8 @@ def verify(
     same = lite.argmax(axis=1) == ref.argmax(axis=1)
     return Verification(
         faces=len(faces),
-        # nan when no face is clear: nothing to judge the converted model by (the caller refuses it)
-        agreement=float(np.mean(same[clear])) if clear.any() else float("nan"),
+        # None when no face is clear (an untrained model): nothing to judge the converted model by
+        agreement=float(np.mean(same[clear])) if clear.any() else None,
         max_prob_diff=float(np.max(np.abs(lite - ref))),
         float_accuracy=float(np.mean(ref.argmax(axis=1) == labels)) if labels is not None else None,
         tflite_accuracy=float(np.mean(lite.argmax(axis=1) == labels)) if labels is not None else None,

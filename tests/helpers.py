@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+
+from ferlite.train.backend import configured_backend, missing_module
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 DEMO_DIR = ROOT / "edge" / "demo"
 TINY_MODEL = FIXTURES / "tiny_int8.tflite"
+
+# An install without the training extra (pip install '.[edge,dev]') runs the suite too: the tests that train or
+# convert skip, saying what is missing (decided from what is installed, without importing Keras or TensorFlow).
+MISSING_FOR_TRAINING = missing_module(configured_backend())
+needs_training = pytest.mark.skipif(
+    MISSING_FOR_TRAINING is not None,
+    reason=f"fer-train needs {MISSING_FOR_TRAINING} for Keras backend {configured_backend()!r} "
+           "(pip install -e '.[train]')")
+needs_tensorflow = pytest.mark.skipif(
+    importlib.util.find_spec("tensorflow") is None, reason="fer-convert needs TensorFlow (pip install -e '.[train]')")
 
 
 def place_face(face: np.ndarray, x: int, y: int, size: tuple[int, int] = (640, 480), scale: float = 0.5) -> np.ndarray:

@@ -152,6 +152,24 @@ def test_near_ties_are_counted_not_judged_and_clear_disagreements_still_count(tr
     assert result.agreement_all == pytest.approx(1 - 3 / len(faces))
 
 
+def test_a_model_that_decides_no_face_clearly_is_refused_unless_no_agreement_is_asked(trained, faces_dir, tmp_path,
+                                                                                     capsys, monkeypatch):
+    import ferlite.convert.verify as verify_module
+
+    def undecided(model, faces):  # an untrained model: every face a near-tie
+        return np.full((len(faces), 6), 1 / 6, dtype=np.float32)
+
+    monkeypatch.setattr(verify_module, "reference_probabilities", undecided)
+    common = [str(trained), "--calibration", str(faces_dir), "--cropped", "--samples", "12"]
+    assert main([*common, "--out", str(tmp_path / "refused.tflite")]) == 1
+    assert "has a clear float decision" in capsys.readouterr().err
+    assert not (tmp_path / "refused.tflite").exists()
+    assert main([*common, "--min-agreement", "0", "--out", str(tmp_path / "kept.tflite")]) == 0
+    assert "top-1 agreement n/a on the 0 faces" in capsys.readouterr().out
+    verification = read_spec(tmp_path / "kept.tflite").source["verification"]
+    assert verification["agreement"] is None and verification["too_close"] == 12
+
+
 def test_float32_and_flat_folder(trained, faces_dir, tmp_path, capsys):
     flat = tmp_path / "flat"
     for path in sorted(faces_dir.glob("*/*.png"))[:6]:

@@ -6,6 +6,8 @@ import importlib
 import inspect
 import pkgutil
 
+from helpers import needs_tensorflow
+
 import ferlite.convert
 import ferlite.edge
 import ferlite.train
@@ -23,6 +25,7 @@ def _modules():
             yield importlib.import_module(info.name)
 
 
+@needs_tensorflow
 def test_every_ferlite_exception_is_a_ferlite_error_defined_in_errors():
     found = {}
     for module in _modules():

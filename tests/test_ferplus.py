@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import needs_training
 from train_fixtures import FERPLUS_ROWS, write_ferplus
 
 from ferlite.edge.contract import LABELS
@@ -57,6 +58,7 @@ def test_kind_parses_and_a_wrong_layout_is_refused(tmp_path: Path):
         read_ferplus(tmp_path, "ferplus", MAPPER)
 
 
+@needs_training
 def test_train_on_votes_or_majority(tmp_path: Path, capsys):
     """A real fer-train run on FER+ (fixture layout): vote targets reach the model's loss."""
     from ferlite.train.cli import main

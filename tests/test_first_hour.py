@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import needs_tensorflow, needs_training
 from train_fixtures import write_folder_set
 
 from ferlite.train.cli import main as train_main
@@ -27,6 +28,7 @@ def _errors(capsys) -> list[str]:
     return [line for line in capsys.readouterr().err.splitlines() if line.startswith("fer-train: error")]
 
 
+@needs_training
 def test_an_existing_run_is_not_overwritten(data, tmp_path, capsys):
     out = tmp_path / "run"
     assert train_main(["--data", f"crops:set={data}", "--dry-run", "--no-cache", "--out", str(out)]) == 0
@@ -47,6 +49,7 @@ def test_bad_arguments_leave_no_folder(data, tmp_path, capsys):
     assert not out.exists()
 
 
+@needs_training
 def test_limit_caps_images_per_class_and_side(data, tmp_path):
     out = tmp_path / "small"
     assert train_main(["--data", f"crops:set={data}", "--limit", "2", "--dry-run", "--no-cache",
@@ -58,6 +61,7 @@ def test_limit_caps_images_per_class_and_side(data, tmp_path):
     assert per_label and max(per_label.values()) == 2
 
 
+@needs_training
 def test_small_crops_given_as_folder_say_use_crops(data, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         code = train_main(["--data", f"folder:set={data}", "--dry-run", "--no-cache", "--out", str(tmp_path / "r")])
@@ -79,6 +83,7 @@ def test_edge_only_install_is_told_which_extra(monkeypatch, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@needs_tensorflow
 def test_convert_checks_arguments_before_importing_tensorflow(tmp_path):
     code = ("import sys\nfrom ferlite.convert.cli import main\n"
             f"rc = main([{str(tmp_path / 'missing.keras')!r}, '--out', {str(tmp_path / 'm.tflite')!r}])\n"
@@ -88,6 +93,7 @@ def test_convert_checks_arguments_before_importing_tensorflow(tmp_path):
     assert "missing.keras" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
+@needs_training
 def test_a_default_run_talks_and_is_quiet(data, tmp_path):
     """A real fer-train (stdout to a pipe, as to a file) logs progress inside the epoch and none of
     TensorFlow's native start-up lines; then fer-convert adds none of the converter's chatter."""

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import needs_training
 
 from ferlite.edge.errors import ConfigError
 from ferlite.train.cli import main
@@ -19,6 +20,7 @@ def _toml(tmp_path: Path, text: str, name: str = "run.toml") -> Path:
     return path
 
 
+@needs_training
 def test_unknown_toml_key_exits_2_with_one_line_naming_key_and_file(tmp_path, capsys):
     config = _toml(tmp_path, "epochs = 3\nlearning_rte = 0.1\n", "typo.toml")
     out = tmp_path / "run"
@@ -29,6 +31,7 @@ def test_unknown_toml_key_exits_2_with_one_line_naming_key_and_file(tmp_path, ca
     assert "Traceback" not in err[0] and not out.exists()
 
 
+@needs_training
 @pytest.mark.parametrize(("text", "setting"), [
     ("batch-size = 'big'\n", "batch_size"), ("epochs = 0\n", "epochs"), ("split = 'sideways'\n", "split"),
     ("filters = 'a,b'\n", "filters"), ("val_fraction = 0.6\ntest_fraction = 0.5\n", "fraction"),

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import needs_training
 from train_fixtures import write_ckplus, write_ferg, write_folder_set, write_image
 
 from ferlite.edge.contract import INPUT_SIZE, LABELS
@@ -246,6 +247,7 @@ def test_decoder_matches_edge_preprocessing(tmp_path):
     assert np.array_equal(FaceDecoder(whole=True)(path), preprocess_face(cv2.imread(str(path))))
 
 
+@needs_training
 def test_augmentation_is_one_affine_resampling():
     import keras
 
@@ -270,6 +272,7 @@ def test_augmentation_is_one_affine_resampling():
     assert weights[1] == pytest.approx(3 * weights[0]) and weights[5] == 0.0
 
 
+@needs_training
 def test_augmentation_strength_scales():
     from ferlite.train.inputs import Augmentation
 
