@@ -172,7 +172,8 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
         source = {"keras": _portable(args.model), "keras_sha256": file_sha256(args.model),
                   "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   **_run_info(args.model)}
-        source.setdefault("framing", _framing_from(calibration if args.cropped else None))
+        if "framing" not in source:  # measured (and warned about) only when the run recorded none
+            source["framing"] = _framing_from(calibration if args.cropped else None)
         margin = float(source["framing"]["margin"])
         spec = ModelSpec(quantization=args.quantization, margin=margin, source=source)
         write_spec(tmp, spec)
