@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ferlite.edge.errors import AgreementError, UsageError
+from ferlite.edge.version import version_text
 
 log = logging.getLogger("ferlite.convert")
 
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     kind.add_argument("--float32", dest="quantization", action="store_const", const="float32",
                       help="plain float32 instead of int8")
     p.add_argument("--log-level", default="INFO", help="DEBUG (shows TensorFlow's own output) | INFO | WARNING")
+    p.add_argument("--version", action="version", version=version_text("fer-convert"))
     p.set_defaults(quantization="int8")
     return p
 

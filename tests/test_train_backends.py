@@ -261,3 +261,12 @@ def test_a_quick_try_needs_no_data(tmp_path):
                              env=env, capture_output=True, text=True, timeout=120)
     err = missing.stderr.strip().splitlines()
     assert missing.returncode == 2 and len(err) == 1 and "no such folder" in err[0] and "ferplus" in err[0], err
+
+
+@pytest.mark.parametrize("command", ["fer-train", "fer-convert"])
+def test_version_of_the_workstation_commands(command):
+    from importlib.metadata import version
+
+    done = subprocess.run([str(Path(sys.executable).parent / command), "--version"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == f"{command} {version('ferlite')}\n", done.stderr

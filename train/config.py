@@ -14,6 +14,7 @@ from typing import Any
 
 from ferlite.edge.config import coerce_value, read_toml, refuse_unknown, short
 from ferlite.edge.errors import ConfigError, UsageError
+from ferlite.edge.version import version_text
 
 SPLIT_MODES = ("subject", "random")
 SELECT_MODES = ("accuracy", "dataset-mean")
@@ -240,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,  # only what was typed overrides the config file
     )
+    p.add_argument("--version", action="version", version=version_text("fer-train"))
     p.add_argument("--config", dest="config_file", metavar="FILE",
                    help="TOML file; its keys mirror these flags (flags win, list flags add)")
     g = p.add_argument_group("data")
