@@ -123,7 +123,8 @@ def newest() -> dict[str, str] | None:
         print(f"newest releases: no answer from the package index within {DRIFT_TIMEOUT_S} s; skipped")
         return None
     if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        lines = done.stderr.strip().splitlines() or ["no output"]
+        reason = next((line.strip() for line in lines if line.strip().startswith("ERROR")), lines[-1])
         print(f"newest releases: pip could not resolve ({reason}); skipped")
         return None
     report = json.loads(done.stdout)
