@@ -15,11 +15,11 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import FeedError
+from .errors import FeedError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,42 @@ class SocketFeed:
         self.close()
 
 
-def iterate_messages(path: str | os.PathLike[str], timeout: float | None = None) -> Iterator[dict[str, Any]]:
+# A feed line is read into memory up to this many bytes; a longer one is skipped up to its newline (and
+# counted), so memory stays bounded whatever comes down the socket. fer-edge's lines are a few hundred bytes
+# per face (at most max_faces, 256) plus the source's name.
+MAX_LINE_BYTES = 1024 * 1024
+# fer-edge's messages nest 4 deep (message, faces, face, box); anything much deeper is not one.
+MAX_DEPTH = 32
+# Integers beyond 64 bits are no ferlite message's (and break float() and most JSON readers).
+_MAX_INT = 2**63 - 1
+# The longest single wait in recv(): should_stop and the timeout are checked this often.
+_READ_SLICE_S = 0.25
+_CONNECT_S = 10.0  # connect() is retried this long while the listen backlog is full (without a timeout)
+
+
+def check_socket_path(path: str | os.PathLike[str]) -> str:
+    """The path as a str, or FeedError when it cannot name a Unix socket (empty, a NUL, over 107 bytes)."""
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        text = os.fsdecode(text)
+    size = len(os.fsencode(text))
+    if size == 0:
+        raise FeedError("socket path is empty")
+    if "\0" in text:
+        raise FeedError(f"{text!r}: socket path contains a NUL byte")
+    if size > MAX_PATH_BYTES:
+        raise FeedError(f"{text[:60]}...: socket path is {size} bytes, the limit is {MAX_PATH_BYTES}")
+    return text
+
+
+def iterate_messages(
+    path: str | os.PathLike[str],
+    timeout: float | None = None,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    on_skip: Callable[[str], None] | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> Iterator[dict[str, Any]]:
     """Connect to a ferlite feed and yield its messages as dicts until the daemon closes it.
 
     For your own programs:
@@ -233,26 +268,160 @@ def iterate_messages(path: str | os.PathLike[str], timeout: float | None = None)
         for message in iterate_messages("/run/ferlite/feed.sock"):
             for face in message["faces"]:
                 print(face["label"], face["score"])
+
+    A line that is not a message (not UTF-8, not JSON, not a JSON object, NaN or a number out of range,
+    nested more than MAX_DEPTH deep, or longer than `max_line_bytes`, which is never held in memory) is
+    skipped: `on_skip(reason)` is called (by default the skip is logged, at most a few times) and reading
+    goes on. `timeout`: seconds without a line before TimeoutError (None or inf: no limit). `should_stop`
+    is asked at least every 0.25 s; True ends the iteration. Raises FeedError for a path that cannot name
+    a socket, InputError for a bad timeout, OSError (FileNotFoundError, ConnectionRefusedError,
+    PermissionError, ...) when connecting fails or the connection breaks.
     """
+    text = check_socket_path(path)
+    if timeout is not None and not timeout > 0:  # also NaN
+        raise InputError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    if on_skip is None:
+        on_skip = _log_skips(text)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        _connect(sock, path, timeout)
-        with sock.makefile("rb") as stream:
-            for line in stream:
-                if line.strip():
-                    yield json.loads(line)
+        _connect(sock, text, timeout, should_stop)
+        yield from _messages(sock, timeout, should_stop, on_skip, max_line_bytes)
 
 
-def _connect(sock: socket.socket, path: str | os.PathLike[str], timeout: float | None) -> None:
-    """connect(), retried while the daemon's listen backlog is full (EAGAIN): with a timeout the
-    socket does not block in connect(), so a burst of readers would fail instead of waiting."""
-    deadline = time.monotonic() + (timeout if timeout is not None else 10.0)
+def _messages(
+    sock: socket.socket,
+    timeout: float | None,
+    should_stop: Callable[[], bool] | None,
+    on_skip: Callable[[str], None],
+    max_line_bytes: int,
+) -> Iterator[dict[str, Any]]:
+    buf = bytearray()
+    skipping = False  # inside a line over max_line_bytes: dropped up to its newline
+    last_line = time.monotonic()
+    while True:
+        if should_stop is not None and should_stop():
+            return
+        wait = _READ_SLICE_S
+        if timeout is not None and timeout != float("inf"):
+            left = last_line + timeout - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no message for {timeout:g} s")
+            wait = min(wait, left)
+        sock.settimeout(wait)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        if not chunk:  # the daemon closed the feed; a last line without its newline still counts
+            if buf and not skipping:
+                message = _decode(bytes(buf), on_skip)
+                if message is not None:
+                    yield message
+            return
+        buf += chunk
+        start = 0
+        while (end := buf.find(b"\n", start)) >= 0:
+            line = bytes(buf[start:end])
+            start = end + 1
+            last_line = time.monotonic()
+            if skipping:  # the end of a line too long to keep
+                skipping = False
+                continue
+            message = _decode(line, on_skip)
+            if message is not None:
+                yield message
+                last_line = time.monotonic()  # the caller's time is not the feed's silence
+        del buf[:start]
+        if len(buf) > max_line_bytes:
+            if not skipping:
+                on_skip(f"a line longer than {max_line_bytes} bytes")
+                skipping = True
+            buf.clear()
+
+
+def _decode(line: bytes, on_skip: Callable[[str], None]) -> dict[str, Any] | None:
+    """One line as a message; None (after on_skip, unless the line is blank) when it is not one."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        on_skip("a line that is not valid UTF-8")
+        return None
+    if not text.strip():
+        return None
+    try:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int)
+    except RecursionError:
+        on_skip(f"a line nested more than {MAX_DEPTH} deep")
+        return None
+    except ValueError as e:  # JSONDecodeError, a number out of range, NaN/Infinity
+        reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+        on_skip(f"a line that is not JSON ({reason})")
+        return None
+    if not isinstance(value, dict):
+        on_skip(f"a line that is not a JSON object (a {type(value).__name__})")
+        return None
+    if _too_deep(value):
+        on_skip(f"a line nested more than {MAX_DEPTH} deep")
+        return None
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("a number out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text) if len(text) <= 20 else _MAX_INT + 1
+    if abs(value) > _MAX_INT:
+        raise ValueError("an integer out of range")
+    return value
+
+
+def _too_deep(value: Any) -> bool:
+    """True when containers nest more than MAX_DEPTH deep (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _log_skips(path: str) -> Callable[[str], None]:
+    """The default on_skip: a warning for the 1st, 10th, 100th and every 1000th skipped line."""
+    count = 0
+
+    def on_skip(reason: str) -> None:
+        nonlocal count
+        count += 1
+        if count in (1, 10, 100) or count % 1000 == 0:
+            log.warning("feed %s: skipped %s (%d skipped so far)", path, reason, count)
+
+    return on_skip
+
+
+def _connect(
+    sock: socket.socket, path: str, timeout: float | None, should_stop: Callable[[], bool] | None
+) -> None:
+    """connect(), retried while the daemon's listen backlog is full (EAGAIN): the socket has a timeout, so
+    connect() does not block, and a burst of readers would fail instead of waiting."""
+    limit = timeout if timeout is not None and timeout != float("inf") else _CONNECT_S
+    deadline = time.monotonic() + limit
     delay = 0.005
+    sock.settimeout(min(limit, _READ_SLICE_S))
     while True:
         try:
-            sock.connect(str(path))
+            sock.connect(path)
         except BlockingIOError:
-            if time.monotonic() + delay > deadline:
+            if time.monotonic() + delay > deadline or (should_stop is not None and should_stop()):
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
