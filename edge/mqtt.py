@@ -18,11 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import signal
 import ssl
 import sys
 import threading
 import time
+import traceback
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +33,8 @@ from types import FrameType
 from typing import Any
 
 from .contract import LABELS
-from .feed import iterate_messages
+from .errors import FeedError
+from .feed import check_socket_path, iterate_messages
 from .mqtt_config import (
     MqttConfig,
     MqttConfigError,
@@ -46,7 +50,20 @@ log = logging.getLogger("ferlite.mqtt")
 STALE_TRACK_S = 600.0  # a track not seen for this long (its "end" was never read) is forgotten
 STATS_EVERY_S = 60.0  # the retained bridge topic is refreshed this often (and on every change of link)
 LOOP_TIMEOUT_S = 0.05  # the broker thread's longest wait between draining the outbox
+CONNECT_TIMEOUT_S = 5.0  # TCP (and TLS) connect to the broker
+CONNACK_TIMEOUT_S = 5.0  # from the TCP connection to the broker's CONNACK (brokers answer in milliseconds)
+EXIT_OK = 0
+EXIT_CRASHED = 1  # a thread died: systemd's Restart=on-failure starts fer-mqtt again
+EXIT_BAD_CONFIG = 2  # a bad setting: RestartPreventExitStatus=2, no restart
+MAX_MQTT_STRING = 65535  # bytes in a topic, client id, user name or password (a 16-bit length on the wire)
+STOP_JOIN_S = 0.2  # on SIGTERM without a broker connection: what the broker thread is given to finish
 SHUTDOWN_FLUSH_S = 2.0  # on SIGTERM: time allowed to deliver what is buffered before disconnecting
+# What a feed message may hold (fer-edge's stay far below: max_faces is at most 256, labels are words);
+# a message with more faces is skipped and counted, longer labels and other ids are left out.
+MAX_FACES = 256
+MAX_LABEL_CHARS = 64
+MAX_ID = 2**63 - 1
+MAX_TRACKS = 4096  # open tracks remembered at most (the least recently seen are forgotten)
 
 
 def _dumps(payload: dict[str, Any]) -> str:
@@ -252,16 +269,52 @@ def dominant_label(counts: Mapping[str, int], score_sums: Mapping[str, float]) -
     return max(counts, key=lambda label: (counts[label], score_sums.get(label, 0.0), label))
 
 
+def _number(value: Any) -> float | None:
+    """A JSON number as a finite float; None for anything else (a bool, NaN, inf, an int too big for a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _whole(value: Any) -> int | None:
+    """A JSON integer in 0..2**63-1 (a frame number, a track id); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        return None
+    return value
+
+
 def _faces(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The message's faces, each rebuilt from what checks out: a `label` string (required), a finite
+    `score` (else 0), a whole `track` and a `box` of four finite numbers (each left out otherwise)."""
     faces = message.get("faces", [])
     if not isinstance(faces, list):
         raise ValueError("'faces' is not a list")
-    return [f for f in faces if isinstance(f, dict) and isinstance(f.get("label"), str)]
+    if len(faces) > MAX_FACES:
+        raise ValueError(f"{len(faces)} faces, more than {MAX_FACES}")
+    clean = []
+    for face in faces:
+        if not isinstance(face, dict):
+            continue
+        label = face.get("label")
+        if not isinstance(label, str) or not 0 < len(label) <= MAX_LABEL_CHARS:
+            continue
+        item: dict[str, Any] = {"label": label, "score": _number(face.get("score")) or 0.0}
+        track = _whole(face.get("track"))
+        if track is not None:
+            item["track"] = track
+        box = face.get("box")
+        if isinstance(box, list) and len(box) == 4 and all(_number(v) is not None for v in box):
+            item["box"] = box
+        clean.append(item)
+    return clean
 
 
 def _score(face: dict[str, Any]) -> float:
-    score = face.get("score", 0.0)
-    return float(score) if isinstance(score, (int, float)) else 0.0
+    return float(face["score"])
 
 
 class Translator:
@@ -306,20 +359,22 @@ class Translator:
         if not isinstance(message, dict):
             raise ValueError("a feed message is not a JSON object")
         now = self.clock()
+        faces = _faces(message)  # first: a message refused here changes nothing
+        events = message.get("events")
+        events = events if isinstance(events, list) else []
         self.frames += 1
-        ts = message.get("ts")
-        ts = float(ts) if isinstance(ts, (int, float)) else time.time()
-        frame = message.get("frame")
-        faces = _faces(message)
+        ts = _number(message.get("ts"))
+        ts = ts if ts is not None else time.time()
+        frame = _whole(message.get("frame"))
         by_track: dict[int, dict[str, Any]] = {}
         for face in faces:
             track_id = face.get("track")
-            if isinstance(track_id, int):
+            if track_id is not None:
                 by_track[track_id] = face
                 track = self.tracks.setdefault(track_id, _Track(ts, ts))
                 track.see(ts, face["label"], _score(face))
-        for event in message.get("events", []) or []:
-            if not isinstance(event, dict) or not isinstance(event.get("track"), int):
+        for event in events:
+            if not isinstance(event, dict) or _whole(event.get("track")) is None:
                 continue
             if event.get("type") == "new":
                 self._new(event["track"], ts, frame, by_track.get(event["track"]))
@@ -376,6 +431,9 @@ class Translator:
         for track_id in [t for t, track in self.tracks.items() if ts - track.last_ts > STALE_TRACK_S]:
             log.debug("track %d not seen for %.0f s and never ended: forgotten", track_id, STALE_TRACK_S)
             del self.tracks[track_id]
+        if len(self.tracks) > MAX_TRACKS:  # a feed that invents track ids: the least recently seen go
+            for track_id in sorted(self.tracks, key=lambda t: self.tracks[t].last_ts)[:len(self.tracks) - MAX_TRACKS]:
+                del self.tracks[track_id]
 
     # the retained state
     def _set_state(self, state: dict[str, Any], force: bool = False) -> None:
@@ -396,14 +454,53 @@ class Translator:
         self.outbox.put_retained(self.topics.state, _dumps(state))
 
 
+# --- the threads ---------------------------------------------------------------------------------------
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line for an unexpected exception: its type, message (cut short) and the innermost place it came
+    from, e.g. `struct.error: 'H' format requires 0 <= number <= 65535 (at client.py:1234 in _pack_str16)`."""
+    where = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
+    text = str(error)
+    text = text if len(text) <= 200 else text[:200] + "..."
+    kind = type(error).__qualname__
+    module = type(error).__module__
+    if module not in ("builtins", "__main__"):
+        kind = f"{module}.{kind}"
+    place = f" (at {os.path.basename(where[0].filename)}:{where[0].lineno} in {where[0].name})" if where else ""
+    return f"{kind}: {text}{place}"
+
+
+class Worker(threading.Thread):
+    """A thread that reports its own unexpected death in one line (the traceback at DEBUG) and records it
+    in `failure`; `run()` then stops fer-mqtt with EXIT_CRASHED, so that systemd's Restart= starts it again
+    instead of it staying up with a dead half."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.failure: str | None = None
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except Exception as e:  # noqa: BLE001 - any failure ends the process (below), said in one line
+            self.failure = describe_failure(e)
+            log.critical("the %s thread failed: %s", self.name, self.failure)
+            log.debug("the %s thread failed", self.name, exc_info=True)
+
+    def work(self) -> None:
+        raise NotImplementedError
+
+
 # --- the broker connection ----------------------------------------------------------------------------
 
 
-class BrokerLink(threading.Thread):
+class BrokerLink(Worker):
     """Owns the paho client: connect with backoff forever, drain the outbox while connected."""
 
-    def __init__(self, config: MqttConfig, outbox: Outbox, stop: threading.Event, feed_up: Callable[[], bool]) -> None:
-        super().__init__(name="fer-mqtt-broker", daemon=True)
+    def __init__(self, config: MqttConfig, outbox: Outbox, stop: threading.Event, feed_up: Callable[[], bool],
+                 skipped: Callable[[], int] = lambda: 0) -> None:
+        super().__init__("broker")
         import paho.mqtt.client as mqtt
 
         self.mqtt = mqtt
@@ -411,6 +508,7 @@ class BrokerLink(threading.Thread):
         self.outbox = outbox
         self.stop = stop
         self.feed_up = feed_up
+        self.skipped = skipped
         self.topics = Topics(config.base_topic)
         self.published = 0
         self.connects = 0
@@ -423,6 +521,7 @@ class BrokerLink(threading.Thread):
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=config.effective_client_id,
                              protocol=mqtt.MQTTv311, clean_session=True)
         client.on_connect = self._on_connect
+        client.connect_timeout = CONNECT_TIMEOUT_S
         client.max_inflight_messages_set(20)
         client.max_queued_messages_set(200)
         client.will_set(self.topics.availability, "offline", qos=config.qos, retain=True)
@@ -468,11 +567,11 @@ class BrokerLink(threading.Thread):
         self._stats_due = time.monotonic() + STATS_EVERY_S
         stats = {"connects": self.connects, "published": self.published, "feed": "up" if self.feed_up() else "down",
                  "dropped_summaries": self.outbox.dropped_summaries, "dropped_events": self.outbox.dropped_events,
-                 "ts": round(time.time(), 3)}
+                 "skipped_messages": self.skipped(), "ts": round(time.time(), 3)}
         self.outbox.put_retained(self.topics.bridge, _dumps(stats))
 
     # the thread
-    def run(self) -> None:
+    def work(self) -> None:
         delay = self.config.reconnect_initial_s
         last_error = None
         attempts = 0
@@ -480,16 +579,9 @@ class BrokerLink(threading.Thread):
             try:
                 self.client.connect(self.config.host, self.config.port, self.config.keepalive)
             except (OSError, ValueError) as e:  # refused, unreachable, DNS, TLS (ssl.SSLError), timeout
-                attempts += 1
-                error = str(e) or type(e).__name__
-                level = logging.WARNING if error != last_error else logging.INFO
-                log.log(level, "broker %s:%d unreachable (%s); retrying in %.1f s (attempt %d)",
-                        self.config.host, self.config.port, error, delay, attempts)
-                last_error = error
-                self.stop.wait(delay)
-                delay = min(delay * 2, self.config.reconnect_max_s)
-                continue
-            self._serve()
+                error: str | None = f"unreachable ({str(e) or type(e).__name__})"
+            else:
+                error = self._serve()
             if self._connack_ok:
                 delay = self.config.reconnect_initial_s
                 attempts = 0
@@ -502,6 +594,12 @@ class BrokerLink(threading.Thread):
                     log.warning("lost the broker %s:%d; buffering (at most %d frame summaries, %d events) and "
                                 "reconnecting in %.1f s", self.config.host, self.config.port,
                                 self.outbox.max_summaries, self.outbox.max_events, delay)
+            elif error is not None and not self.stop.is_set():
+                attempts += 1
+                level = logging.WARNING if error != last_error else logging.INFO
+                log.log(level, "broker %s:%d %s; retrying in %.1f s (attempt %d)", self.config.host,
+                        self.config.port, error, delay, attempts)
+                last_error = error
             if self.stop.is_set():
                 break
             self.stop.wait(delay)
@@ -511,24 +609,34 @@ class BrokerLink(threading.Thread):
         except Exception:  # noqa: BLE001 - shutting down anyway
             pass
 
-    def _serve(self) -> None:
-        """Run the connection until it drops; on stop, say offline and flush briefly, then disconnect."""
+    def _serve(self) -> str | None:
+        """Run the connection until it drops; on stop, say offline and flush briefly, then disconnect.
+
+        Returns why the broker did not accept the connection (None when it did, when the refusal was
+        already logged, or on stop). A broker that takes the TCP connection but sends no CONNACK within
+        CONNACK_TIMEOUT_S (not an MQTT broker, or one that hangs) is left, and tried again later."""
         mqtt = self.mqtt
+        connack_due = time.monotonic() + CONNACK_TIMEOUT_S
         while True:
             rc = self.client.loop(timeout=LOOP_TIMEOUT_S)
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 if rc != mqtt.MQTT_ERR_CONN_REFUSED and not self._connack_ok:
-                    log.warning("broker %s:%d closed the connection before accepting it (%s)",
-                                self.config.host, self.config.port, mqtt.error_string(rc))
-                return
+                    return f"closed the connection before accepting it ({mqtt.error_string(rc)})"
+                return None
             if not self._connack_ok:
+                if self.stop.is_set():
+                    return None
+                if time.monotonic() >= connack_due:
+                    self.client.disconnect()
+                    return (f"took the TCP connection but sent no MQTT reply (CONNACK) in {CONNACK_TIMEOUT_S:g} s: "
+                            "not an MQTT broker at that port, or a broker that hangs")
                 continue
             if time.monotonic() >= self._stats_due:
                 self._put_stats()
             self._drain()
             if self.stop.is_set():
                 self._say_goodbye()
-                return
+                return None
 
     def _drain(self) -> None:
         while True:
@@ -562,25 +670,29 @@ class BrokerLink(threading.Thread):
 # --- the feed ----------------------------------------------------------------------------------------
 
 
-class FeedReader(threading.Thread):
-    """Read fer-edge's socket with `iterate_messages`; reconnect with backoff whenever it goes away."""
+class FeedReader(Worker):
+    """Read fer-edge's socket with `iterate_messages`; reconnect with backoff whenever it goes away.
+
+    A line that is not a message (iterate_messages skips it) or a message that is not a frame (the
+    translator refuses it) is skipped and counted in `bad_messages`; the feed goes on."""
 
     def __init__(self, config: MqttConfig, translator: Translator, stop: threading.Event) -> None:
-        super().__init__(name="fer-mqtt-feed", daemon=True)
+        super().__init__("feed")
         self.config = config
         self.translator = translator
         self.stop = stop
         self.connections = 0
         self.bad_messages = 0
 
-    def run(self) -> None:
+    def work(self) -> None:
         delay = self.config.reconnect_initial_s
         last_reason = None
         path = self.config.socket
         while not self.stop.is_set():
             up = False
             try:
-                for message in iterate_messages(path, timeout=self.config.feed_timeout_s):
+                for message in iterate_messages(path, timeout=self.config.feed_timeout_s, should_stop=self.stop.is_set,
+                                                on_skip=self._skip):
                     if self.stop.is_set():
                         return
                     with self.translator.lock:
@@ -601,8 +713,6 @@ class FeedReader(threading.Thread):
                 reason = "permission denied (the reader needs the group 'fer')"
             except OSError as e:
                 reason = str(e)
-            except ValueError as e:  # a line that is not JSON: the stream is not a ferlite feed, or cut
-                reason = f"unreadable message ({e})"
             if self.stop.is_set():
                 return
             if up:
@@ -619,10 +729,13 @@ class FeedReader(threading.Thread):
     def _handle(self, message: Any) -> None:
         try:
             self.translator.handle(message)
-        except (KeyError, TypeError, ValueError) as e:
-            self.bad_messages += 1
-            if self.bad_messages in (1, 10, 100) or self.bad_messages % 1000 == 0:
-                log.warning("skipped a malformed feed message (%s); %d so far", e, self.bad_messages)
+        except (LookupError, TypeError, ValueError, ArithmeticError, RecursionError) as e:
+            self._skip(f"a message that is not a frame ({e})")
+
+    def _skip(self, reason: str) -> None:
+        self.bad_messages += 1
+        if self.bad_messages in (1, 10, 100) or self.bad_messages % 1000 == 0:
+            log.warning("feed %s: skipped %s; %d skipped so far", self.config.socket, reason, self.bad_messages)
 
 
 # --- the command ---------------------------------------------------------------------------------------
@@ -658,10 +771,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config_file, overrides)
         check_files(config)
-        read_password(config)
+        check_limits(config, read_password(config))
     except MqttConfigError as e:
         print(f"fer-mqtt: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_CONFIG
     if args.check_config:
         print(describe(config))
         return 0
@@ -671,8 +784,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         import paho.mqtt.client  # noqa: F401
     except ImportError:
         print("fer-mqtt: paho-mqtt is not installed (pip install 'ferlite[mqtt]')", file=sys.stderr)
-        return 2
+        return EXIT_BAD_CONFIG
     return run(config)
+
+
+def check_limits(config: MqttConfig, password: str | None = None) -> None:
+    """MqttConfigError for what MQTT cannot carry: a topic (prefix, discovery_prefix, device_id), client id,
+    user name or password that is not UTF-8 or over 65535 bytes (paho would fail at its first connect or
+    publish, inside the broker thread), or a feed socket path no Unix socket can have."""
+    try:
+        check_socket_path(config.socket)
+    except FeedError as e:
+        raise MqttConfigError(f"socket: {e}") from e
+    topics = Topics(config.base_topic)
+    strings = {"a topic under prefix": topics.availability, "client_id": config.effective_client_id}
+    if config.discovery:
+        strings["a discovery topic under discovery_prefix"] = max(discovery_messages(config), key=len)
+    if config.username is not None:
+        strings["username"] = config.username
+    if password is not None:
+        strings["the password in password_file"] = password
+    for what, text in strings.items():
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as e:
+            raise MqttConfigError(f"{what} is not valid UTF-8 (byte {e.object[e.start]!r})") from e
+        if size > MAX_MQTT_STRING:
+            raise MqttConfigError(f"{what} is {size} bytes long; MQTT carries at most {MAX_MQTT_STRING}")
 
 
 def run(config: MqttConfig, stop: threading.Event | None = None) -> int:
@@ -683,12 +821,12 @@ def run(config: MqttConfig, stop: threading.Event | None = None) -> int:
         "broker away or slow: %s buffer full, dropping the oldest (counted; reported on reconnect)",
         "event" if kind == "event" else "frame summary")
     translator = Translator(config, outbox)
+    reader = FeedReader(config, translator, stop)
     try:
-        link = BrokerLink(config, outbox, stop, lambda: translator.feed_up)
+        link = BrokerLink(config, outbox, stop, lambda: translator.feed_up, lambda: reader.bad_messages)
     except MqttConfigError as e:
         print(f"fer-mqtt: {e}", file=sys.stderr)
-        return 2
-    reader = FeedReader(config, translator, stop)
+        return EXIT_BAD_CONFIG
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: publishing offline and stopping", signum)
@@ -699,13 +837,34 @@ def run(config: MqttConfig, stop: threading.Event | None = None) -> int:
         signal.signal(signal.SIGINT, on_signal)
     link.start()
     reader.start()
+    status = EXIT_OK
     while not stop.wait(0.1):
+        failed = _failed(link, reader, translator)
+        if failed is not None:
+            log.critical("fer-mqtt cannot go on without its %s; exiting with status %d (systemd restarts it)",
+                         failed, EXIT_CRASHED)
+            status = EXIT_CRASHED
+            stop.set()
+    # Connected: the broker thread says offline and flushes (at most SHUTDOWN_FLUSH_S). Not connected (the
+    # broker down, silent, or a TCP/TLS connect under way): nothing to say, the process does not wait for it.
+    link.join(timeout=SHUTDOWN_FLUSH_S + 0.5 if link.connected.is_set() else STOP_JOIN_S)
+    log.info("stopped: %d messages published, %d frames read, %d feed messages skipped; dropped %d frame "
+             "summaries, %d events", link.published, translator.frames, reader.bad_messages,
+             outbox.dropped_summaries, outbox.dropped_events)
+    return status
+
+
+def _failed(link: BrokerLink, reader: FeedReader, translator: Translator) -> str | None:
+    """Which part is gone (a thread that died, or the state tick failing); None while all are working."""
+    for thread in (link, reader):
+        if not thread.is_alive():
+            return f"{thread.name} thread ({thread.failure or 'ended'})"
+    try:
         with translator.lock:
             translator.tick()
-    link.join(timeout=SHUTDOWN_FLUSH_S + 3)
-    log.info("stopped: %d messages published, %d frames read; dropped %d frame summaries, %d events",
-             link.published, translator.frames, outbox.dropped_summaries, outbox.dropped_events)
-    return 0
+    except Exception as e:  # noqa: BLE001 - said in one line, and the process ends
+        return f"state timer ({describe_failure(e)})"
+    return None
 
 
 if __name__ == "__main__":

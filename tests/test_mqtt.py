@@ -9,6 +9,7 @@ with the tiny test model. fer-mqtt always runs as its own process, as it would u
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -796,3 +797,252 @@ def test_four_bridges_one_broker_no_event_lost(
           f"per device); frame {by_kind['frame']:.1f}/s, event {by_kind['event']:.1f}/s, "
           f"state {by_kind['state']:.1f}/s; "
           f"tracks {first_end}..{last_end} ended on every device, none lost")
+
+
+# --- hostile input (issue 22, items 3 and 10) -----------------------------------------------------------------
+
+
+def _feed_with_reader(path: Path) -> SocketFeed:
+    """A SocketFeed (the daemon's own) once fer-mqtt has connected to it."""
+    feed = SocketFeed(path, buffer_limit=4 << 20)
+    deadline = time.monotonic() + 15
+    while feed.reader_count == 0:
+        assert time.monotonic() < deadline, "fer-mqtt did not connect to the feed"
+        feed.publish(b"\n")  # takes readers in; a blank line is no message
+        time.sleep(0.05)
+    return feed
+
+
+def _frame_line(frame: int, track: int, event: str | None = None, **face: Any) -> bytes:
+    message: dict[str, Any] = {"frame": frame, "ts": time.time(), "faces": [
+        {"box": [1, 2, 3, 4], "label": "Happy", "score": 0.9, "track": track, **face}]}
+    if event:
+        message["events"] = [{"type": event, "track": track}]
+    return (json.dumps(message) + "\n").encode()
+
+
+HOSTILE_FEED_LINES = [
+    b'{"frame": 2, "faces": ' + b"[" * 200_000 + b"\n",  # RecursionError in json.loads
+    b'{"frame": 3, "ts": ' + b"9" * 400 + b', "faces": []}\n',  # OverflowError in float(ts)
+    b'{"frame": 4, "faces": [{"label": "Happy", "score": ' + b"9" * 400 + b', "track": 1}]}\n',
+    b'{"frame": 5, "faces": [{"label": "Happy", "score": 0.5, "track": 1, "box": ' + b"[" * 900 + b"]" * 900
+    + b"}]}\n",  # parses (under Python's recursion limit), too deep to be a frame
+    b'{"frame": 6, "faces": 7, "events": 8}\n',
+    b'{"frame": 7, "faces": [], "events": 8}\n',
+    b"\xff\xfe not UTF-8\n",
+    b"[1, 2]\n",
+]
+
+
+def test_hostile_feed_lines_are_skipped_and_counted_and_the_bridge_goes_on(
+    broker: Broker, tmp_path: Path, bridges: list[Bridge], subscribers: list[Subscriber]
+) -> None:
+    """Item 3: one bad line used to kill the feed thread while availability stayed `online`."""
+    sub = Subscriber(broker.port)
+    subscribers.append(sub)
+    path = tmp_path / "feed.sock"
+    base = "ferlite/hostile"
+    bridge = Bridge(tmp_path, bridge_settings(path, broker.port, "hostile"))
+    bridges.append(bridge)
+    feed = _feed_with_reader(path)
+    try:
+        feed.publish(_frame_line(1, 1, "new"))
+        sub.wait_for(lambda: [e for e in events_of(sub, base, "new") if e["track"] == 1], 10, "track 1 new")
+        for line in HOSTILE_FEED_LINES:
+            feed.publish(line)
+        feed.publish(_frame_line(8, 2, "new"))
+
+        def track_2_new() -> list[dict[str, Any]]:
+            feed.publish(b"\n")  # SocketFeed sends what waits only when it publishes again
+            return [e for e in events_of(sub, base, "new") if e["track"] == 2]
+
+        sub.wait_for(track_2_new, 10, "track 2 new: the feed thread read on after the hostile lines")
+        # The numbers that are not finite are not passed on: the state is valid JSON with the last frame.
+        sub.wait_for(lambda: sub.json_on(f"{base}/state")[-1]["frame"] == 8, 10, "the state of frame 8")
+        assert bridge.proc.poll() is None
+    finally:
+        feed.close()
+    assert bridge.stop() == 0
+    assert "Traceback" not in bridge.log(), bridge.log()
+    expected = len(HOSTILE_FEED_LINES) - 1  # frame 7 is a frame: its events that are no list are left out
+    final = re.search(r"(\d+) feed messages skipped", bridge.log())
+    assert final and int(final[1]) == expected, bridge.log()
+    # The count goes to the retained bridge topic too (here: on the clean stop).
+    sub.wait_for(lambda: sub.json_on(f"{base}/bridge")[-1].get("skipped_messages") == expected, 5, "the count")
+
+
+def test_translator_takes_only_finite_numbers_and_whole_ids() -> None:
+    box = Outbox(1000, 1000)
+    translator = Translator(make_config({"device_id": "t", "summary_rate": 100.0, "state_interval_s": 0}), box)
+    translator.handle({"frame": 10**30, "ts": 10**400, "faces": [
+        {"label": "Happy", "score": 10**400, "track": True, "box": [1, 2, 3, 10**400]},
+        {"label": "x" * 65, "score": 0.5}, {"label": "Sad", "score": float("nan"), "track": 3}]})
+    payloads = []
+    while (item := box.pop()) is not None:
+        payloads.append(json.loads(item.payload) if item.payload.startswith("{") else item.payload)
+    summary = next(p for p in payloads if isinstance(p, dict) and "count" in p)
+    assert summary["frame"] is None and math.isfinite(summary["ts"])
+    assert summary["faces"] == [{"label": "Happy", "score": 0.0}, {"track": 3, "label": "Sad", "score": 0.0}]
+    with pytest.raises(ValueError, match="more than 256"):
+        translator.handle({"frame": 1, "faces": [{"label": "Happy", "score": 0.5}] * 257})
+
+
+INJECTED_FAILURE = """
+import sys
+from ferlite.edge import mqtt
+def handle(self, message):
+    raise RuntimeError("injected: a bug in the translator")
+mqtt.Translator.handle = handle
+sys.exit(mqtt.main(sys.argv[1:]))
+"""
+
+
+def test_a_thread_that_dies_ends_the_process_with_status_1_and_says_offline(
+    broker: Broker, tmp_path: Path, feeds: list[FakeFeed], subscribers: list[Subscriber]
+) -> None:
+    """Item 3: a dead thread used to leave the process up, `online`, doing nothing; systemd never restarted it.
+    The failure is injected (a translator that raises); the broker, the feed and the process are real."""
+    sub = Subscriber(broker.port)
+    subscribers.append(sub)
+    feed = FakeFeed(tmp_path / "feed.sock").start()
+    feeds.append(feed)
+    config = tmp_path / "dies.toml"
+    config.write_text("".join(f"{k} = {json.dumps(v)}\n"
+                              for k, v in bridge_settings(feed.path, broker.port, "dies").items()))
+    proc = subprocess.Popen([sys.executable, "-c", INJECTED_FAILURE, "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"fer-mqtt stayed up with a dead feed thread: {err[-2000:]}") from None
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err, err
+    assert "the feed thread failed: RuntimeError: injected: a bug in the translator (at <string>:" in err, err
+    assert "exiting with status 1" in err
+    sub.wait_for(lambda: sub.on("ferlite/dies/availability")[-1:] == ["offline"], 10, "offline after the failure")
+
+
+@pytest.mark.parametrize(("settings", "setting"), [
+    ({"prefix": "p" * 70_000}, "prefix"),
+    ({"discovery_prefix": "d" * 70_000}, "discovery_prefix"),
+    ({"username": "u" * 70_000}, "username"),
+    ({"socket": "/tmp/" + "s" * 120}, "socket"),
+])
+def test_what_mqtt_cannot_carry_is_refused_at_start(tmp_path: Path, settings: dict[str, Any], setting: str) -> None:
+    """Item 3: a 70,000-character prefix used to kill the broker thread (struct.error: MQTT gives a topic 16
+    bits of length) and leave the process up; a socket path over 107 bytes the feed thread."""
+    config = tmp_path / "mqtt.toml"
+    config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in
+                              {"host": HOST, "port": free_port(), "device_id": "long", **settings}.items()))
+    result = _run_cli("--config", str(config), timeout=15)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.count("\n") == 1 and f"{setting} " in result.stderr, result.stderr[:300]
+    assert len(result.stderr) < 500
+
+
+def test_check_limits_refuses_a_password_mqtt_cannot_carry() -> None:
+    """The password is the file's first line: a file within the size cap can still hold one line over the
+    65535 bytes MQTT carries, which paho would fail on inside the broker thread at every connect."""
+    from ferlite.edge.mqtt import check_limits
+
+    config = make_config({"device_id": "pw", "username": "u"})
+    check_limits(config, "p" * 65535)
+    with pytest.raises(MqttConfigError, match="the password in password_file is 65536 bytes long; MQTT carries "
+                                              "at most 65535"):
+        check_limits(config, "p" * 65536)
+    with pytest.raises(MqttConfigError, match="not valid UTF-8"):
+        check_limits(config, "caf\udce9")
+
+
+@pytest.mark.parametrize("timeout", [1e10, "inf"])
+def test_a_huge_feed_timeout_never_leaves_the_bridge_alive_but_dead(
+    broker: Broker, tmp_path: Path, feeds: list[FakeFeed], subscribers: list[Subscriber], timeout: Any
+) -> None:
+    """Item 3: feed_timeout_s = inf or 1e10 used to kill the feed thread at start (OverflowError in settimeout).
+    Either it is refused at start (exit 2) or the bridge reads the feed."""
+    sub = Subscriber(broker.port)
+    subscribers.append(sub)
+    feed = FakeFeed(tmp_path / "feed.sock").start()
+    feeds.append(feed)
+    config = tmp_path / "huge.toml"
+    value = "inf" if timeout == "inf" else json.dumps(timeout)
+    config.write_text("".join(f"{k} = {json.dumps(v)}\n"
+                              for k, v in bridge_settings(feed.path, broker.port, "huge").items())
+                      + f"feed_timeout_s = {value}\n")
+    bridge = subprocess.Popen([sys.executable, "-m", "ferlite.edge.mqtt", "--config", str(config)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        sub.wait_for(lambda: bridge.poll() is not None or sub.on("ferlite/huge/state")[1:], 15,
+                     "a refusal or states from the feed")
+    finally:
+        if bridge.poll() is None:
+            bridge.send_signal(signal.SIGTERM)
+        _, err = bridge.communicate(timeout=10)
+    if bridge.returncode == 2:
+        assert err.count("\n") == 1 and "feed_timeout_s" in err, err
+    else:
+        assert bridge.returncode == 0 and "Traceback" not in err, err
+        assert any(s["faces"] == 1 for s in sub.json_on("ferlite/huge/state"))
+
+
+class SilentBroker:
+    """A TCP port that accepts connections and never says a word (not an MQTT broker, or a hung one)."""
+
+    def __init__(self) -> None:
+        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.server.bind((HOST, 0))
+        self.server.listen(16)
+        self.port = int(self.server.getsockname()[1])
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+def test_a_silent_broker_is_named_as_such_promptly_and_sigterm_is_fast(
+    tmp_path: Path, feeds: list[FakeFeed], bridges: list[Bridge]
+) -> None:
+    """Item 10: a broker that accepts TCP and never sends CONNACK: ~25 s without a word, then 'closed the
+    connection before accepting it', and SIGTERM took 5 s."""
+    silent = SilentBroker()
+    try:
+        feed = FakeFeed(tmp_path / "feed.sock").start()
+        feeds.append(feed)
+        started = time.monotonic()
+        bridge = Bridge(tmp_path, bridge_settings(feed.path, silent.port, "silent", reconnect_initial_s=0.2,
+                                                  reconnect_max_s=0.4))
+        bridges.append(bridge)
+        deadline = started + 15
+        while "no MQTT reply (CONNACK)" not in bridge.log():
+            assert time.monotonic() < deadline, bridge.log()
+            time.sleep(0.05)
+        said_after = time.monotonic() - started
+        assert said_after < 10, said_after
+        assert "closed the connection before accepting it" not in bridge.log()
+        # SIGTERM while waiting for a CONNACK (a new attempt has been accepted by the silent port).
+        accepted = len(silent.accepted)
+        while len(silent.accepted) == accepted:
+            assert time.monotonic() < deadline + 5, "no second attempt"
+            time.sleep(0.02)
+        time.sleep(0.3)
+        sent = time.monotonic()
+        assert bridge.stop() == 0
+        took = time.monotonic() - sent
+        assert took <= 0.5, f"SIGTERM took {took:.2f} s"
+        assert "Traceback" not in bridge.log()
+        print(f"\nSILENT BROKER: said after {said_after:.1f} s; SIGTERM while waiting for CONNACK: {took:.2f} s")
+    finally:
+        silent.close()
