@@ -1,53 +1,91 @@
-"""fer-mqtt's settings: one frozen dataclass, loaded from TOML, unknown keys refused (like fer-edge's)."""
+"""fer-mqtt's settings: one frozen dataclass, its rules on its fields (see settings.py), loaded from TOML
+with unknown keys refused, like fer-edge's; the password and TLS files read through the same hardened reader."""
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import os
 import re
 import socket as socket_module
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from .config import coerce_value, read_toml
+from . import settings
 from .errors import MqttConfigError
+from .feed import MAX_PATH_BYTES
+from .settings import LOG_LEVELS, setting
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = "/run/ferlite/feed.sock"
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAX_PASSWORD_BYTES = 64 * 1024  # an MQTT password is at most 65,535 bytes
+MAX_TOPIC_PREFIX = 200  # characters; a whole topic must stay far below MQTT's 65,535 bytes
+_NO_CONTROL = r"[^\x00-\x1f\x7f]"
+# Topic levels separated by '/': no wildcard, no empty level, not starting with '$' (the broker's own topics,
+# such as $SYS: a broker drops what a client publishes there).
+_TOPIC_PREFIX = rf"(?=.{{1,{MAX_TOPIC_PREFIX}}}\Z)(?!\$)[^/+#\x00-\x1f\x7f]+(?:/[^/+#\x00-\x1f\x7f]+)*"
+_TOPIC_PREFIX_SAYS = (f"topic levels separated by '/', without '+', '#', control characters or empty levels, not "
+                      f"starting with '$', at most {MAX_TOPIC_PREFIX} characters")
 
 
 @dataclass(frozen=True)
-class MqttConfig:
-    socket: str = DEFAULT_SOCKET  # the fer-edge feed to read
-    host: str = "localhost"  # the MQTT broker
-    port: int = 1883  # 8883 is the usual port for TLS
-    device_id: str | None = None  # None: this machine's host name (characters outside A-Z a-z 0-9 _ - become _)
-    device_name: str | None = None  # Home Assistant's device name; None: "ferlite <device_id>"
-    prefix: str = "ferlite"  # topics are <prefix>/<device_id>/...
-    discovery: bool = True  # publish Home Assistant discovery configs
-    discovery_prefix: str = "homeassistant"
-    summary_rate: float = 1.0  # frame summaries per second at most (0: none)
-    state_interval_s: float = 1.0  # the retained state is published on change, at most once per interval
-    qos: int = 1
-    keepalive: int = 30  # seconds
-    client_id: str | None = None  # None: "ferlite-<device_id>"
-    username: str | None = None
-    password_file: str | None = None  # the password, read from this file (never given on the command line)
-    tls: bool = False
-    ca_file: str | None = None  # with tls: the CA that signed the broker's certificate (None: the system's CAs)
-    cert_file: str | None = None  # with tls: a client certificate (PEM), for brokers that require one
-    key_file: str | None = None  # its private key, when not inside cert_file
-    buffer_summaries: int = 100  # frame summaries kept while the broker is away (oldest dropped first)
-    buffer_events: int = 1000  # new/end events kept while the broker is away (oldest dropped first)
-    reconnect_initial_s: float = 0.5  # first wait before reconnecting (broker or feed), doubled up to the max
-    reconnect_max_s: float = 30.0
-    feed_timeout_s: float = 60.0  # no message from the feed for this long: reconnect to it
-    log_level: str = "INFO"
+class MqttConfig(settings.Settings):
+    error: ClassVar[type[MqttConfigError]] = MqttConfigError
+    key_hints: ClassVar[Mapping[str, str]] = {"password": " (give the password in password_file)"}
 
-    def __post_init__(self) -> None:
-        _check(self)
+    socket: str = setting(DEFAULT_SOCKET, "the fer-edge feed to read", non_empty=True, max_bytes=MAX_PATH_BYTES)
+    host: str = setting("localhost", "the MQTT broker", pattern=r"[^\x00-\x20\x7f/\\@#?]{1,253}",
+                        says="a host name or address (1-253 characters, no spaces, control characters, / \\ @ # ?)")
+    port: int = setting(1883, "the broker's port (8883 is the usual port for TLS)", low=1, high=65535)
+    device_id: str | None = setting(None, "topic and Home Assistant id (default: this machine's host name, "
+                                    "characters outside A-Z a-z 0-9 _ - as _)", pattern=r"[A-Za-z0-9_-]{1,64}",
+                                    says="1-64 of A-Z a-z 0-9 _ -")
+    device_name: str | None = setting(None, "Home Assistant's device name (default: ferlite <device_id>)",
+                                      pattern=f"{_NO_CONTROL}{{1,128}}", says="1-128 characters, no control characters")
+    prefix: str = setting("ferlite", "topics are <prefix>/<device_id>/...", pattern=_TOPIC_PREFIX,
+                          says=_TOPIC_PREFIX_SAYS)
+    discovery: bool = setting(True, "publish Home Assistant discovery configs")
+    discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix", pattern=_TOPIC_PREFIX,
+                                    says=_TOPIC_PREFIX_SAYS)
+    summary_rate: float = setting(1.0, "frame summaries per second at most (0: none)", low=0.0, high=1000.0)
+    state_interval_s: float = setting(1.0, "the retained state is published on change, at most once per interval",
+                                      low=0.0, high=86400.0)
+    qos: int = setting(1, "MQTT quality of service", choices=(0, 1, 2))
+    keepalive: int = setting(30, "seconds between pings while idle", low=5, high=65535)
+    client_id: str | None = setting(None, "MQTT client id (default: ferlite-<device_id>)",
+                                    pattern=f"{_NO_CONTROL}{{1,128}}", says="1-128 characters, no control characters")
+    username: str | None = setting(None, "broker user name", pattern=f"{_NO_CONTROL}{{1,256}}",
+                                   says="1-256 characters, no control characters")
+    password_file: str | None = setting(None, "the password is this file's first line (never given on the "
+                                        "command line)", reads=True)
+    tls: bool = setting(False, "connect with TLS")
+    ca_file: str | None = setting(None, "with tls: the CA that signed the broker's certificate (default: the "
+                                  "system's CAs)", reads=True)
+    cert_file: str | None = setting(None, "with tls: a client certificate (PEM), for brokers that require one",
+                                    reads=True)
+    key_file: str | None = setting(None, "its private key, when not inside cert_file", reads=True)
+    buffer_summaries: int = setting(100, "frame summaries kept while the broker is away (oldest dropped first)",
+                                    low=0, high=1_000_000)
+    buffer_events: int = setting(1000, "new/end events kept while the broker is away (oldest dropped first)",
+                                 low=0, high=1_000_000)
+    reconnect_initial_s: float = setting(0.5, "first wait before reconnecting (broker or feed), doubled up to the "
+                                         "max", low=0.01, high=3600.0)
+    reconnect_max_s: float = setting(30.0, "longest wait before reconnecting", low=0.01, high=3600.0)
+    feed_timeout_s: float = setting(60.0, "no message from the feed for this long: reconnect to it",
+                                    low=0.1, high=86400.0)
+    log_level: str = setting("INFO", " | ".join(LOG_LEVELS), choices=LOG_LEVELS, fold_case=True)
+
+    def check_relations(self) -> None:
+        if self.password_file is not None and self.username is None:
+            raise MqttConfigError("password_file needs a username")
+        for name in ("ca_file", "cert_file", "key_file"):
+            if getattr(self, name) is not None and not self.tls:
+                raise MqttConfigError(f"{name} is set but tls is false; set tls = true")
+        if self.key_file is not None and self.cert_file is None:
+            raise MqttConfigError("key_file needs a cert_file")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise MqttConfigError("reconnect_initial_s must be <= reconnect_max_s")
 
     @property
     def effective_device_id(self) -> str:
@@ -72,120 +110,49 @@ def hostname_id() -> str:
     return name or "ferlite"
 
 
-def _check_topic_prefix(name: str, value: str) -> None:
-    levels = value.split("/")
-    if not value or any(not level for level in levels) or any(c in value for c in "+#\0"):
-        raise MqttConfigError(f"{name} must be topic levels separated by '/', without '+', '#' or empty levels, "
-                              f"got {value!r}")
-
-
-def _check(config: MqttConfig) -> None:
-    if not config.socket:
-        raise MqttConfigError("socket must name the fer-edge feed socket")
-    if not config.host:
-        raise MqttConfigError("host must name the MQTT broker")
-    if not 1 <= config.port <= 65535:
-        raise MqttConfigError(f"port must be within 1..65535, got {config.port}")
-    if config.device_id is not None and not _ID_RE.match(config.device_id):
-        raise MqttConfigError(f"device_id must be 1-64 of A-Z a-z 0-9 _ -, got {config.device_id!r}")
-    _check_topic_prefix("prefix", config.prefix)
-    _check_topic_prefix("discovery_prefix", config.discovery_prefix)
-    if config.summary_rate < 0:
-        raise MqttConfigError(f"summary_rate must be 0 (off) or positive, got {config.summary_rate}")
-    if config.state_interval_s < 0:
-        raise MqttConfigError(f"state_interval_s must not be negative, got {config.state_interval_s}")
-    if config.qos not in (0, 1, 2):
-        raise MqttConfigError(f"qos must be 0, 1 or 2, got {config.qos}")
-    if not 5 <= config.keepalive <= 65535:
-        raise MqttConfigError(f"keepalive must be within 5..65535 seconds, got {config.keepalive}")
-    if config.client_id is not None and not 1 <= len(config.client_id) <= 128:
-        raise MqttConfigError("client_id must be 1-128 characters")
-    if config.password_file is not None and config.username is None:
-        raise MqttConfigError("password_file needs a username")
-    for name in ("ca_file", "cert_file", "key_file"):
-        if getattr(config, name) is not None and not config.tls:
-            raise MqttConfigError(f"{name} is set but tls is false; set tls = true")
-    if config.key_file is not None and config.cert_file is None:
-        raise MqttConfigError("key_file needs a cert_file")
-    if config.buffer_summaries < 0 or config.buffer_events < 0:
-        raise MqttConfigError("buffer_summaries and buffer_events must not be negative")
-    if config.reconnect_initial_s <= 0 or config.reconnect_max_s < config.reconnect_initial_s:
-        raise MqttConfigError("reconnect_initial_s must be > 0 and <= reconnect_max_s")
-    if config.feed_timeout_s <= 0:
-        raise MqttConfigError(f"feed_timeout_s must be positive, got {config.feed_timeout_s}")
-    if config.log_level.upper() not in _LOG_LEVELS:
-        raise MqttConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
-
-
 def make_config(values: Mapping[str, Any], where: str = "config") -> MqttConfig:
     """Build a config from a mapping; unknown keys and wrong types are refused."""
-    by_name = {f.name: f for f in fields(MqttConfig)}
-    unknown = sorted(set(values) - set(by_name))
-    if unknown:
-        hint = " (give the password in password_file)" if "password" in unknown else ""
-        raise MqttConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}{hint}")
-    try:
-        checked = {name: coerce_value(name, value, str(by_name[name].type), MqttConfigError)
-                   for name, value in values.items()}
-        return MqttConfig(**checked)
-    except MqttConfigError as e:
-        raise MqttConfigError(f"{where}: {e}") from e
+    return settings.make(MqttConfig, values, where)
 
 
 def load_config(path: str | os.PathLike[str] | None, overrides: Mapping[str, Any]) -> MqttConfig:
     """The TOML file (if any) first, then only the settings typed on the command line."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        values = read_toml(path, MqttConfigError)  # the same hardened reader as fer-edge's config
-    config = make_config(values, where=str(path) if path else "config")
-    try:
-        return dataclasses.replace(config, **overrides)
-    except MqttConfigError as e:
-        raise MqttConfigError(f"command line: {e}") from e
+    return settings.load(MqttConfig, path, overrides)
 
 
 def read_password(config: MqttConfig) -> str | None:
     """The password from password_file: its first line, without the line ending."""
     if config.password_file is None:
         return None
-    try:
-        with open(config.password_file, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as e:
-        raise MqttConfigError(f"password_file {config.password_file}: cannot read ({e.strerror})") from e
-    except UnicodeDecodeError as e:
-        raise MqttConfigError(f"password_file {config.password_file}: not UTF-8 text") from e
+    text, _ = _password_file(config.password_file)
     lines = text.splitlines()
     if not lines or not lines[0]:
         raise MqttConfigError(f"password_file {config.password_file}: empty")
     return lines[0]
 
 
+def _password_file(path: str) -> tuple[str, os.stat_result]:
+    """The password file's text and stat, through the one hardened reader."""
+    label = f"password_file {path}"
+    data, info = settings.read_file(path, MqttConfigError, label, "", MAX_PASSWORD_BYTES)
+    try:
+        return data.decode("utf-8"), info
+    except UnicodeDecodeError as e:
+        raise MqttConfigError(f"{label}: not UTF-8 text") from e
+
+
 def check_files(config: MqttConfig) -> None:
-    """Fail at start-up, with the file's name, when a TLS file cannot be read."""
-    for name in ("ca_file", "cert_file", "key_file"):
-        path = getattr(config, name)
-        if path is None:
-            continue
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as e:
-            raise MqttConfigError(f"{name} {path}: cannot read ({e.strerror})") from e
+    """Fail at start-up, with the setting and the file's name, when a file the config names cannot be read
+    (a FIFO or device is refused, not waited on); warn when others than its owner may read the password."""
+    settings.check_files(config)
+    if config.password_file is not None:
+        _, info = _password_file(config.password_file)
+        if info.st_mode & 0o077:
+            log.warning("fer-mqtt: warning: password_file %s can be read by others than its owner (mode %o); "
+                        "chmod 600 it", config.password_file, info.st_mode & 0o777)
 
 
 def describe(config: MqttConfig) -> str:
-    """TOML-ish listing of the effective config, for --check-config."""
-    lines = []
-    for f in fields(config):
-        value = getattr(config, f.name)
-        if value is None:
-            lines.append(f"# {f.name} = (default)")
-        elif isinstance(value, bool):
-            lines.append(f"{f.name} = {str(value).lower()}")
-        elif isinstance(value, str):
-            lines.append(f'{f.name} = "{value}"')
-        else:
-            lines.append(f"{f.name} = {value}")
-    lines.append(f"# topics: {config.base_topic}/...  client id: {config.effective_client_id}")
-    return "\n".join(lines)
+    """The effective config as TOML, for --check-config, and the topics and client id it gives."""
+    return (settings.describe(config)
+            + f"\n# topics: {config.base_topic}/...  client id: {config.effective_client_id}")

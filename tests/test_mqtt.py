@@ -313,7 +313,7 @@ def _run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str
     [
         ('colour = "red"\n', "unknown setting(s) colour"),
         ('password = "hunter2"\n', "password_file"),
-        ("port = 0\n", "port must be within"),
+        ("port = 0\n", "port must be at least 1"),
         ('qos = "1"\n', "qos must be int"),
         ("qos = 3\n", "qos must be 0, 1 or 2"),
         ('prefix = "a/#"\n', "prefix must be"),

@@ -75,7 +75,7 @@ def test_config_is_frozen_typed_and_checked_in_code_too():
 
 def test_every_flag_is_a_setting_with_its_one_default_in_the_help():
     actions = {a.dest: a for a in build_parser()._actions}  # the test may look inside argparse
-    assert set(actions) - {"help", "config_file"} == set(DEFAULTS)
+    assert set(actions) - {"help", "version", "config_file"} == set(DEFAULTS)
     for name in ("epochs", "batch_size", "seed", "test_fraction", "select", "progress_every", "dropout"):
         assert str(actions[name].help).endswith(f"(default {DEFAULTS[name]})"), name
     assert DEFAULTS["epochs"] == TrainConfig().epochs == 40

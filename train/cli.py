@@ -20,7 +20,7 @@ import numpy as np
 from ferlite.edge.contract import INPUT_SIZE, LABELS, PREPROCESS_VERSION
 from ferlite.edge.errors import FerliteError, UsageError
 
-from .config import TrainConfig, default_cache, load_config, read_command_line, resumed
+from .config import TrainConfig, check_files, default_cache, load_config, read_command_line, resumed
 from .data import DataSource
 from .labels import LabelMapper, parse_class_map
 from .splits import read_subject_list
@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_out(config)
         if config.resume:
             config = _resume(config, list(typed))
+        check_files(config)  # --test-subjects, --init, --from-pack: a FIFO is refused, not waited on
         _setup_logging(config.log_level)
         if not config.run_folder.exists():
             created = config.run_folder

@@ -4,23 +4,21 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ferlite.edge.config import coerce_value, read_toml, refuse_unknown, short
+from ferlite.edge import settings
 from ferlite.edge.errors import ConfigError, UsageError
+from ferlite.edge.settings import LOG_LEVELS, refuse_unknown, setting
 from ferlite.edge.version import version_text
 
 SPLIT_MODES = ("subject", "random")
 SELECT_MODES = ("accuracy", "dataset-mean")
 TARGET_MODES = ("votes", "majority")
 SCHEDULES = ("plateau", "onecycle")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def default_cache() -> Path:
@@ -29,58 +27,63 @@ def default_cache() -> Path:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Every fer-train setting with its type and its one default: the flags, the TOML keys, the help
-    texts and run.json's options all come from these fields."""
+class TrainConfig(settings.Settings):
+    """Every fer-train setting with its type, its one default and its rule: the flags, the TOML keys, the
+    help texts and run.json's options all come from these fields. Ranges are inclusive."""
+
+    dash_keys: ClassVar[bool] = True  # TOML keys are the long flags, `-` or `_`
 
     # data
-    data: tuple[str, ...] = ()  # KIND[:NAME]=PATH
-    class_map: tuple[str, ...] = ()  # SOURCE=LABEL
-    faces: tuple[str, ...] = ()  # NAME=whole|detect
-    subject_regex: tuple[str, ...] = ()  # NAME=REGEX
-    cache: Path | None = None  # None: default_cache()
-    no_cache: bool = False
-    workers: int | None = None  # None: all CPUs
-    limit: int | None = None  # at most this many images per class of each set and side (0, None: all)
-    pack: Path | None = None  # also write the decoded, split faces here (to train elsewhere)
-    from_pack: Path | None = None  # train from such a file instead of --data
+    data: tuple[str, ...] = setting((), "data sets, KIND[:NAME]=PATH", adds=True)
+    class_map: tuple[str, ...] = setting((), "SOURCE=LABEL", adds=True)
+    faces: tuple[str, ...] = setting((), "NAME=whole|detect", adds=True)
+    subject_regex: tuple[str, ...] = setting((), "NAME=REGEX", adds=True)
+    cache: Path | None = setting(None, "face cache folder (default: default_cache())")
+    no_cache: bool = setting(False, "decode every image, cache nothing")
+    workers: int | None = setting(None, "decoding threads (default: all CPUs)", low=1, high=1024)
+    limit: int | None = setting(None, "at most this many images per class of each set and side (0, None: all)",
+                                low=0, high=2**62)
+    pack: Path | None = setting(None, "also write the decoded, split faces here (to train elsewhere)")
+    from_pack: Path | None = setting(None, "train from such a file instead of data", reads=True)
     # split
-    split: str = "subject"
-    val_fraction: float = 0.2
-    test_fraction: float = 0.0
-    test_subjects: Path | None = None
-    write_test_subjects: Path | None = None
-    seed: int = 0
+    split: str = setting("subject", "subject-independent or random", choices=SPLIT_MODES)
+    val_fraction: float = setting(0.2, "validation share of unsplit data", low=0.0, high=1.0)
+    test_fraction: float = setting(0.0, "test share of unsplit data", low=0.0, high=1.0)
+    test_subjects: Path | None = setting(None, "subjects always on the test side, one a line", reads=True)
+    write_test_subjects: Path | None = setting(None, "write the test side's subjects here")
+    seed: int = setting(0, "split, shuffle and init seed", low=0, high=2**32 - 1)
     # model
-    width: float = 1.0
-    filters: tuple[int, ...] | None = None  # None: the model's default filters times width
-    dense: tuple[int, ...] | None = None
-    dropout: float = 0.4
+    width: float = setting(1.0, "multiplier of the default filters and units", low=0.01, high=64.0)
+    filters: tuple[int, ...] | None = setting(None, "conv filter counts (default: the model's times width)",
+                                              low=1, non_empty=True)
+    dense: tuple[int, ...] | None = setting(None, "hidden dense sizes", low=1, non_empty=True)
+    dropout: float = setting(0.4, "dropout after each hidden dense layer", low=0.0, high=0.99)
     # training
-    out: Path | None = None  # required, checked by fer-train (a config may be made without it)
-    epochs: int = 40
-    batch_size: int = 62
-    learning_rate: float = 1e-3  # plateau: the starting rate; onecycle: the peak
-    schedule: str = "plateau"
-    warmup: float = 0.3  # onecycle: share of the steps rising to the peak
-    patience: int = 10
-    no_class_weights: bool = False
-    class_weight_power: float = 1.0
-    targets: str = "votes"
-    no_augment: bool = False
-    augment: float = 1.0
-    label_smoothing: float = 0.0
-    init: Path | None = None
-    repeat: tuple[str, ...] = ()  # NAME[/LABEL]=K
-    select: str = "accuracy"
-    overwrite: bool = False
-    progress_every: float = 60.0
-    log_level: str = "INFO"
-    resume: bool = False
-    dry_run: bool = False
+    out: Path | None = setting(None, "run folder (required, checked by fer-train: a config may be made without it)")
+    epochs: int = setting(40, "epochs", low=1, high=100_000)
+    batch_size: int = setting(62, "batch size", low=1, high=1 << 20)
+    learning_rate: float = setting(1e-3, "plateau: the starting rate; onecycle: the peak", low=1e-12, high=10.0)
+    schedule: str = setting("plateau", "learning rate schedule", choices=SCHEDULES)
+    warmup: float = setting(0.3, "onecycle: share of the steps rising to the peak", low=0.0, high=0.9)
+    patience: int = setting(10, "plateau: early stopping patience in epochs", low=0, high=100_000)
+    no_class_weights: bool = setting(False, "no balanced class weights")
+    class_weight_power: float = setting(1.0, "class weights = balanced ** this", low=0.0, high=10.0)
+    targets: str = setting("votes", "FER+ faces: the vote distribution or the majority label", choices=TARGET_MODES)
+    no_augment: bool = setting(False, "no data augmentation")
+    augment: float = setting(1.0, "scale of the augmentation ranges", low=0.0, high=10.0)
+    label_smoothing: float = setting(0.0, "label smoothing", low=0.0, high=0.99)
+    init: Path | None = setting(None, "start from this .keras model's weights", reads=True)
+    repeat: tuple[str, ...] = setting((), "NAME[/LABEL]=K", adds=True)
+    select: str = setting("accuracy", "validation measure for the best checkpoint", choices=SELECT_MODES)
+    overwrite: bool = setting(False, "replace the run already in out")
+    progress_every: float = setting(60.0, "seconds between progress lines inside an epoch", low=0.0, high=86400.0)
+    log_level: str = setting("INFO", " | ".join(LOG_LEVELS), choices=LOG_LEVELS, fold_case=True)
+    resume: bool = setting(False, "continue the run in out from its last checkpoint")
+    dry_run: bool = setting(False, "read, decode and split the data, do not train")
 
-    def __post_init__(self) -> None:
-        _check(self)
+    def check_relations(self) -> None:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError("val_fraction + test_fraction must be below 1")
 
     @property
     def run_folder(self) -> Path:
@@ -100,33 +103,6 @@ DEFAULTS: Mapping[str, Any] = {name: f.default for name, f in _FIELDS.items()}
 # How this invocation runs rather than what it trains: not saved in run.json, not taken from it by --resume.
 NOT_SAVED = frozenset({"cache", "no_cache", "workers", "write_test_subjects", "pack", "out", "overwrite",
                        "progress_every", "log_level", "resume", "dry_run"})
-_LISTS = tuple(name for name, f in _FIELDS.items() if f.type == "tuple[str, ...]")
-# Inclusive ranges (the two fractions must also sum to less than 1).
-_RANGES: dict[str, tuple[float, float]] = {
-    "workers": (1, 1024), "limit": (0, 2**62), "val_fraction": (0.0, 1.0), "test_fraction": (0.0, 1.0),
-    "width": (0.01, 64.0), "dropout": (0.0, 0.99), "epochs": (1, 100_000), "batch_size": (1, 1 << 20),
-    "learning_rate": (1e-12, 10.0), "warmup": (0.0, 0.9), "patience": (0, 100_000), "class_weight_power": (0.0, 10.0),
-    "augment": (0.0, 10.0), "label_smoothing": (0.0, 0.99), "progress_every": (0.0, 86400.0),
-}
-_CHOICES = {"split": SPLIT_MODES, "targets": TARGET_MODES, "select": SELECT_MODES, "schedule": SCHEDULES}
-
-
-def _check(config: TrainConfig) -> None:
-    for name, (low, high) in _RANGES.items():
-        value = getattr(config, name)
-        if value is not None and not (math.isfinite(value) and low <= value <= high):
-            raise ConfigError(f"{name} must be within {low}..{high}, got {short(value)}")
-    if config.val_fraction + config.test_fraction >= 1:
-        raise ConfigError("val_fraction + test_fraction must be below 1")
-    for name, choices in _CHOICES.items():
-        if getattr(config, name) not in choices:
-            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {short(getattr(config, name))}")
-    if config.log_level.upper() not in LOG_LEVELS:
-        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {short(config.log_level)}")
-    for name in ("filters", "dense"):
-        sizes = getattr(config, name)
-        if sizes is not None and (not sizes or min(sizes) < 1):
-            raise ConfigError(f"{name} must be whole numbers of at least 1, got {short(sizes)}")
 
 
 def _to_json(value: Any) -> Any:
@@ -135,64 +111,10 @@ def _to_json(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """A TOML, run.json or flag value, checked against its field's type (ConfigError naming it)."""
-    annotation = str(_FIELDS[name].type)
-    base = annotation.replace("| None", "").strip()
-    if value is None and "None" in annotation:
-        return None
-    if base == "tuple[str, ...]":  # a list; a single string is a list of one
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
-            raise ConfigError(f"{name} must be a list of strings, got {short(value)}")
-        return tuple(items)
-    if base == "tuple[int, ...]":  # "32,64,128" or [32, 64, 128]
-        return _int_tuple(name, value)
-    if base == "Path":
-        text = coerce_value(name, value, "str")
-        if not text.strip():
-            raise ConfigError(f"{name} must not be empty (leave it out for the default)")
-        return Path(text)
-    return coerce_value(name, value, annotation)
-
-
-def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    try:
-        if not isinstance(items, list) or any(isinstance(v, (bool, float)) for v in items):
-            raise ValueError
-        return tuple(int(v) for v in items if not isinstance(v, str) or v.strip())
-    except ValueError as e:
-        raise ConfigError(f"{name} must be comma-separated whole numbers (e.g. 32,64), got {short(value)}") from e
-
-
-def _checked(values: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Keys as the long flags (`-` or `_`), unknown ones refused; each value checked against its type."""
-    refuse_unknown(values, {*_FIELDS, *(name.replace("_", "-") for name in _FIELDS)}, where)
-    try:
-        return {key.replace("-", "_"): _coerce(key.replace("-", "_"), value) for key, value in values.items()}
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from e
-
-
-def _replace(config: TrainConfig, values: Mapping[str, Any], where: str) -> TrainConfig:
-    try:
-        return dataclasses.replace(config, **values)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from e
-
-
 def load_config(path: str | os.PathLike[str] | None, overrides: Mapping[str, Any]) -> TrainConfig:
     """Defaults, then the TOML file (if any), then only the settings typed on the command line
     (`overrides`, named as the fields); list settings add the typed items to the file's."""
-    config = TrainConfig()
-    if path is not None:
-        config = _replace(config, _checked(read_toml(path), str(path)), str(path))
-    typed = _checked(overrides, "command line")
-    for name in _LISTS:
-        if name in typed:
-            typed[name] = getattr(config, name) + typed[name]
-    return _replace(config, typed, "command line")
+    return settings.load(TrainConfig, path, overrides)
 
 
 def resumed(config: TrainConfig, saved: Mapping[str, Any], typed: Sequence[str], where: str) -> TrainConfig:
@@ -200,7 +122,12 @@ def resumed(config: TrainConfig, saved: Mapping[str, Any], typed: Sequence[str],
     command line and its config file say, except epochs when it was typed (to train longer)."""
     options = {key: value for key, value in saved.items() if not (key == "epochs" and "epochs" in typed)}
     refuse_unknown(options, set(_FIELDS) - NOT_SAVED, where)
-    return _replace(config, _checked(options, where), where)
+    return settings.replace(config, settings.coerce_values(TrainConfig, options, where), where)
+
+
+def check_files(config: TrainConfig) -> None:
+    """Every file the config names for reading is a readable regular file (a FIFO is refused, not waited on)."""
+    settings.check_files(config)
 
 
 DESCRIPTION = """\
