@@ -40,6 +40,12 @@ def parse_socket_mode(value: Any) -> int:
     return int(match.group(1), 8)
 
 
+def _socket_mode_problem(mode: int) -> str | None:
+    if mode & ~SOCKET_MODE_ALLOWED or mode & SOCKET_MODE_REQUIRED != SOCKET_MODE_REQUIRED:
+        return f"must be within 600..660 octal (owner rw, group at most rw, nothing for others), got {mode:o}"
+    return None
+
+
 # Ranges are inclusive. Past them a setting is a typo or a hostile value that would crash or stall the
 # daemon later (OpenCV takes C ints, a deque or sleep takes the value as given).
 @dataclass(frozen=True)
@@ -55,10 +61,10 @@ class EdgeConfig(settings.Settings):
     socket: str | None = setting(None, "also serve the feed on this Unix socket", non_empty=True,
                                  max_bytes=MAX_PATH_BYTES)
     socket_mode: int = setting(0o660, "the socket's permissions, octal (600..660)", parse=parse_socket_mode,
-                               show=lambda mode: f'"{mode:o}"')
+                               check=_socket_mode_problem, show=lambda mode: f'"{mode:o}"')
     socket_buffer: int = setting(256 * 1024, "bytes queued per reader before it is dropped", low=1024, high=1 << 30)
     stdout: bool = setting(True, "results on stdout")
-    log_level: str = setting("INFO", " | ".join(LOG_LEVELS), choices=LOG_LEVELS, fold_case=True)
+    log_level: str = setting("INFO", "how much is logged on stderr", choices=LOG_LEVELS, fold_case=True)
     frame_width: int = setting(640, "camera sources only: frame width asked for", low=16, high=16384)
     frame_height: int = setting(480, "camera sources only: frame height asked for", low=16, high=16384)
     fps_limit: float | None = setting(None, "image/video sources: pace to this rate (default: as fast as possible)",
@@ -94,18 +100,12 @@ class EdgeConfig(settings.Settings):
                                     "skipped unread", low=64, high=1 << 30)
     annotate: str | None = setting(None, "also write annotated frames here: a video file (cameras, videos) or a "
                                    "folder of images (stills)", non_empty=True)
-    format: str = setting("json", "results on stdout: json (one object per frame) or csv (one row per face); the "
-                          "socket always carries JSON lines", choices=FORMATS)
+    format: str = setting("json", "results on stdout: one JSON object per frame, or a CSV row per face (the socket "
+                          "always carries JSON lines)", choices=FORMATS)
 
     def check_relations(self) -> None:
         if self.reopen_max_s < self.reopen_initial_s:
             raise ConfigError("reopen_initial_s must be <= reopen_max_s")
-        mode = self.socket_mode
-        if mode & ~SOCKET_MODE_ALLOWED or mode & SOCKET_MODE_REQUIRED != SOCKET_MODE_REQUIRED:
-            raise ConfigError(
-                f"socket_mode must be within 600..660 octal (owner rw, group at most rw, nothing for "
-                f"others), got {mode:o}"
-            )
 
 
 def make_config(values: Mapping[str, Any], where: str = "config") -> EdgeConfig:

@@ -74,7 +74,7 @@ class MqttConfig(settings.Settings):
     reconnect_max_s: float = setting(30.0, "longest wait before reconnecting", low=0.01, high=3600.0)
     feed_timeout_s: float = setting(60.0, "no message from the feed for this long: reconnect to it",
                                     low=0.1, high=86400.0)
-    log_level: str = setting("INFO", " | ".join(LOG_LEVELS), choices=LOG_LEVELS, fold_case=True)
+    log_level: str = setting("INFO", "how much is logged on stderr", choices=LOG_LEVELS, fold_case=True)
 
     def check_relations(self) -> None:
         if self.password_file is not None and self.username is None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, ClassVar, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, FerliteError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,6 +62,7 @@ class Rule:
     max_bytes: int | None = None  # of the string encoded as UTF-8 (a socket path: 107)
     reads: bool = False  # a file the command reads: check_files refuses what is not a readable regular file
     adds: bool = False  # a list setting: items typed on the command line add to the file's
+    check: Callable[[Any], str | None] | None = None  # what else is wrong with a value ("must be ..."), or None
     parse: Callable[[Any], Any] | None = None  # a TOML value to the field's value, instead of the type's rule
     show: Callable[[Any], str] | None = None  # the value as TOML, for describe()
 
@@ -231,7 +232,7 @@ def _problem(name: str, typed: tuple[Any, bool], rule: Rule, value: Any) -> str 
             return f"{problem}, got {short(item)}"
     if rule.choices and not _chosen(rule, value):
         return f"must be {_either(rule.choices)}, got {short(value)}"
-    return None
+    return rule.check(value) if rule.check else None
 
 
 def _number_problem(rule: Rule, number: float) -> str | None:
@@ -251,8 +252,13 @@ def _text_problem(rule: Rule, text: str, is_path: bool) -> str | None:
         return "must not contain a NUL character"
     if (rule.non_empty or is_path) and not text.strip():
         return "must not be empty (leave it out for the default)"
-    if rule.max_bytes is not None and len(text.encode("utf-8", "surrogateescape")) > rule.max_bytes:
-        return f"must be at most {rule.max_bytes} bytes long"
+    if rule.max_bytes is not None:
+        try:
+            size = len(os.fsencode(text))
+        except UnicodeEncodeError:
+            return "must be text the file system can take"
+        if size > rule.max_bytes:
+            return f"must be at most {rule.max_bytes} bytes long"
     if rule.pattern is not None and re.fullmatch(rule.pattern, text) is None:
         return f"must be {rule.says or 'of the form ' + rule.pattern}"
     return None
@@ -334,7 +340,7 @@ def load(cls: type[S], path: str | os.PathLike[str] | None, overrides: Mapping[s
 # --- files ----------------------------------------------------------------------------------------------
 
 
-def read_file(path: str | os.PathLike[str], error: type[ConfigError], label: str, what: str,
+def read_file(path: str | os.PathLike[str], error: type[FerliteError], label: str, what: str,
               max_bytes: int) -> tuple[bytes, os.stat_result]:
     """A settings file's bytes and its stat: a regular file of at most `max_bytes`, opened without
     blocking (a FIFO without a writer would block open() forever; a device or directory is refused,
@@ -358,7 +364,7 @@ def read_file(path: str | os.PathLike[str], error: type[ConfigError], label: str
     return b"".join(chunks), info
 
 
-def _open_regular(path: str | os.PathLike[str], error: type[ConfigError], label: str, what: str) -> int:
+def _open_regular(path: str | os.PathLike[str], error: type[FerliteError], label: str, what: str) -> int:
     """A read-only descriptor of a regular file (the caller closes it); `error` otherwise."""
     cannot = f"{label}: cannot read {what}".rstrip()
     try:
@@ -416,13 +422,15 @@ def check_files(config: Settings) -> None:
 
 
 def describe(config: Settings) -> str:
-    """The effective settings as TOML (load() reads it back): one line each, with its doc as a comment;
-    a setting left to its computed default (None) is a comment."""
+    """The effective settings as TOML (load() reads it back): one line each, with its doc and range as a
+    comment; a setting left to its computed default (None) is a comment."""
     lines = []
     for field in dataclasses.fields(config):  # type: ignore[arg-type]
         rule = rule_of(field)
         value = getattr(config, field.name)
-        doc = f"  # {rule.doc}" if rule.doc else ""
+        span = f"{rule.low}..{rule.high}" if rule.low is not None and rule.high is not None else ""
+        span = span or (_either(rule.choices) if rule.choices else "")
+        doc = "  # " + "; ".join(part for part in (rule.doc, span) if part) if rule.doc or span else ""
         if value is None:
             lines.append(f"# {field.name} = (default){doc}")
         else:

@@ -288,6 +288,14 @@ def test_every_setting_says_in_one_line_what_it_is(cls):
         assert doc and "\n" not in doc, f"{cls.__name__}.{field.name} has no one-line doc"
 
 
+@pytest.mark.parametrize("case", NUMBERS, ids=_ids)
+def test_every_numeric_setting_has_bounds(case):
+    """No number reaches a sleep, a deque or a C int unbounded: a range, a set of choices or its own check."""
+    cls, name = case
+    rule = kernel.rule_of(next(f for f in dataclasses.fields(cls) if f.name == name))
+    assert (rule.low is not None and rule.high is not None) or rule.choices or rule.check, name
+
+
 def _round_trip(config: Any) -> Any:
     text = kernel.describe(config)
     values = tomllib.loads(text)

@@ -46,7 +46,7 @@ class TrainConfig(settings.Settings):
     pack: Path | None = setting(None, "also write the decoded, split faces here (to train elsewhere)")
     from_pack: Path | None = setting(None, "train from such a file instead of data", reads=True)
     # split
-    split: str = setting("subject", "subject-independent or random", choices=SPLIT_MODES)
+    split: str = setting("subject", "how unsplit data is split (by subject or at random)", choices=SPLIT_MODES)
     val_fraction: float = setting(0.2, "validation share of unsplit data", low=0.0, high=1.0)
     test_fraction: float = setting(0.0, "test share of unsplit data", low=0.0, high=1.0)
     test_subjects: Path | None = setting(None, "subjects always on the test side, one a line", reads=True)
@@ -68,7 +68,8 @@ class TrainConfig(settings.Settings):
     patience: int = setting(10, "plateau: early stopping patience in epochs", low=0, high=100_000)
     no_class_weights: bool = setting(False, "no balanced class weights")
     class_weight_power: float = setting(1.0, "class weights = balanced ** this", low=0.0, high=10.0)
-    targets: str = setting("votes", "FER+ faces: the vote distribution or the majority label", choices=TARGET_MODES)
+    targets: str = setting("votes", "FER+ faces: trained on their vote distribution or majority label",
+                           choices=TARGET_MODES)
     no_augment: bool = setting(False, "no data augmentation")
     augment: float = setting(1.0, "scale of the augmentation ranges", low=0.0, high=10.0)
     label_smoothing: float = setting(0.0, "label smoothing", low=0.0, high=0.99)
@@ -77,7 +78,7 @@ class TrainConfig(settings.Settings):
     select: str = setting("accuracy", "validation measure for the best checkpoint", choices=SELECT_MODES)
     overwrite: bool = setting(False, "replace the run already in out")
     progress_every: float = setting(60.0, "seconds between progress lines inside an epoch", low=0.0, high=86400.0)
-    log_level: str = setting("INFO", " | ".join(LOG_LEVELS), choices=LOG_LEVELS, fold_case=True)
+    log_level: str = setting("INFO", "how much is logged on stderr", choices=LOG_LEVELS, fold_case=True)
     resume: bool = setting(False, "continue the run in out from its last checkpoint")
     dry_run: bool = setting(False, "read, decode and split the data, do not train")
 
