@@ -51,6 +51,19 @@ PREVIEW_FPS = 30.0  # videos that do not say their rate (and cameras) are paced 
 PHOTO_FPS = 2.0  # photos (a folder, an image, demo) are shown at this rate unless fps_limit is set
 MAX_VIEWERS = 8  # streams at once; one thread each
 WAIT_S = 0.5  # a stream checks this often whether the server is stopping
+STALL_S = 2.0  # a stream viewer that cannot take one frame in this long has stopped reading: dropped
+EVICT_AFTER_S = 0.5  # with MAX_VIEWERS watching, a newcomer takes the place of one stuck this long in a write
+# A stream's send buffer (the kernel doubles it). Left to itself Linux grows it to ~4 MB for a client that
+# never reads (seconds of frames before a write blocks); this is ~5 frames of 640x480, and ~10 MB/s at a
+# 20 ms round trip for a viewer that reads.
+STREAM_SNDBUF = 128 * 1024
+MAX_CONNECTIONS = 64  # connections served at once (a thread each); more wait in the listen backlog
+ACCEPT_WAIT_S = 0.1  # how long a connection over MAX_CONNECTIONS waits for a free thread before a 503
+LISTEN_BACKLOG = 256  # connections the kernel holds until they are accepted (200 at once all get in)
+REQUEST_TIMEOUT_S = 10.0  # to send the request line and headers, and to take a reply other than the stream
+BUSY_REPLY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+              b"Content-Length: 34\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+              b"fer-preview: too many connections\n")
 
 
 class Hub:
@@ -63,7 +76,6 @@ class Hub:
     def __init__(self, quality: int = 80) -> None:
         self.quality = quality
         self.closed = False
-        self.viewers = 0
         self._cond = threading.Condition()
         self._seq = 0
         self._image: np.ndarray | None = None
@@ -111,20 +123,6 @@ class Hub:
             if seq > self._jpeg_seq:
                 self._jpeg, self._jpeg_seq = jpeg, seq
         return seq, jpeg
-
-    @contextmanager
-    def viewer(self) -> Iterator[bool]:
-        """Counts a stream while it runs; yields False when MAX_VIEWERS are already watching."""
-        with self._cond:
-            admitted = self.viewers < MAX_VIEWERS
-            if admitted:
-                self.viewers += 1
-        try:
-            yield admitted
-        finally:
-            if admitted:
-                with self._cond:
-                    self.viewers -= 1
 
     def close(self) -> None:
         with self._cond:
@@ -210,21 +208,109 @@ SECURITY_HEADERS = {
 }
 
 
-class PreviewServer(ThreadingHTTPServer):
-    daemon_threads = True
+class Viewer:
+    """One stream being watched: its socket and since when a write to it has been waiting (None: not writing)."""
 
-    def __init__(self, address: tuple[str, int], hub: Hub, source_name: str, loopback: bool) -> None:
+    __slots__ = ("sock", "writing_since")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.writing_since: float | None = None
+
+
+class ViewerSlots:
+    """At most `limit` streams at once. With all taken, a newcomer takes the place of the viewer stuck
+    longest in a write (at least EVICT_AFTER_S: it stopped reading, its socket buffers are full), which is
+    shut; with none stuck, the newcomer is refused. Clients that connect to /stream.mjpg and never read
+    cannot lock every viewer out."""
+
+    def __init__(self, limit: int = MAX_VIEWERS) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._viewers: list[Viewer] = []
+
+    def admit(self, sock: socket.socket) -> Viewer | None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._viewers) >= self.limit:
+                stuck = [v for v in self._viewers
+                         if v.writing_since is not None and now - v.writing_since >= EVICT_AFTER_S]
+                if not stuck:
+                    return None
+                victim = min(stuck, key=lambda v: v.writing_since or now)
+                self._viewers.remove(victim)
+                _shut(victim.sock)
+                log.debug("a stream viewer stuck in a write gave its place to a new one")
+            viewer = Viewer(sock)
+            self._viewers.append(viewer)
+            return viewer
+
+    def leave(self, viewer: Viewer) -> None:
+        with self._lock:
+            if viewer in self._viewers:
+                self._viewers.remove(viewer)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._viewers)
+
+
+def _shut(sock: socket.socket) -> None:
+    """End a connection from another thread: its blocked send() fails at once."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already gone
+        pass
+
+
+class PreviewServer(ThreadingHTTPServer):
+    """Serves the page, the stream and the feed line; at most MAX_CONNECTIONS connections at once.
+
+    Loopback or not is decided by the address the socket is bound to (`127.1`, `0x7f000001`,
+    `[::ffff:127.0.0.1]` and `localhost` all are): on loopback only requests addressed to a loopback
+    name, or to the name given to --bind, are answered."""
+
+    daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, address: tuple[str, int], hub: Hub, source_name: str) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.hub = hub
         self.source_name = source_name
-        self.loopback = loopback
+        self.loopback = False  # set in server_bind, from the address bound to
+        self.host_names = {"localhost", address[0].lower()}
+        self.viewers = ViewerSlots()
+        self.refused = 0
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._refusal_logged = -float("inf")
+        self._drawing = 0
+        self._idle = threading.Condition()
         super().__init__(address, PreviewHandler)
+
+    @contextmanager
+    def drawing(self) -> Iterator[None]:
+        """Around a viewer's Hub.jpeg (which draws and encodes in OpenCV): counted, so that the process does
+        not exit while a connection thread is inside OpenCV (its C++ runtime aborts: "terminate called")."""
+        with self._idle:
+            self._drawing += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._drawing -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> None:
+        """Once the hub is closed (no new drawing starts): wait for the drawing under way to end."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._drawing == 0, timeout)
 
     def server_bind(self) -> None:
         """TCPServer's bind, without HTTPServer's reverse DNS lookup of the address (slow offline)."""
         socketserver.TCPServer.server_bind(self)
         host, port = self.server_address[:2]
         self.server_name, self.server_port = str(host), int(port)
+        self.loopback = is_loopback(self.server_name)
 
     def allowed_host(self, host: str | None) -> bool:
         """On loopback, only requests addressed to a loopback name: a web page that rebinds its own
@@ -235,22 +321,71 @@ class PreviewServer(ThreadingHTTPServer):
             return False
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         name = name.strip("[]").lower()
-        if name == "localhost":
-            return True
+        return name in self.host_names or is_loopback(name)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection when fewer than MAX_CONNECTIONS are being served; else it waits
+        ACCEPT_WAIT_S for one to end, then gets a 503 without a thread."""
+        if not self._slots.acquire(timeout=ACCEPT_WAIT_S):
+            self._refuse(request)
+            return
         try:
-            return ipaddress.ip_address(name).is_loopback
-        except ValueError:
-            return False
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= 10.0:
+            self._refusal_logged = now
+            log.warning("%d connections at once (the limit): refusing more with 503 (%d so far)", MAX_CONNECTIONS,
+                        self.refused)
+        try:
+            request.setblocking(False)
+            request.send(BUSY_REPLY)
+        except OSError:  # gone, or its buffer is full: the close says enough
+            pass
+        self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One line, never a traceback: a client that reset, closed or stalled is routine (DEBUG)."""
+        error = sys.exc_info()[1]
+        client = client_address[0] if isinstance(client_address, tuple) else client_address
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.debug("client %s: %s", client, error)
+        else:
+            log.warning("a request from %s failed: %s: %s", client, type(error).__name__, error)
 
 
 class PreviewHandler(BaseHTTPRequestHandler):
     server: PreviewServer
+    raw_requestline: bytes  # set by handle_one_request
     server_version = "fer-preview"
     sys_version = ""
-    timeout = 30.0  # a browser that stops reading the stream frees its thread after this
+    timeout = REQUEST_TIMEOUT_S  # the stream has its own: STALL_S per frame
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("%s %s", self.address_string(), format % args)
+
+    def parse_request(self) -> bool:
+        """HTTP/0.9 (`GET /` without a version) gets a 505 and the connection is closed: the base class
+        would wait for headers that such a client never sends."""
+        if len(self.raw_requestline.split()) != 2:
+            return super().parse_request()
+        self.command = ""
+        self.request_version = "HTTP/1.0"
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        self.close_connection = True
+        self.send_error(505, "HTTP/0.9 is not supported: send HTTP/1.0 or later")
+        return False
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         if not self.server.allowed_host(self.headers.get("Host")):
@@ -267,7 +402,8 @@ class PreviewHandler(BaseHTTPRequestHandler):
         elif path == "/labels.json":
             self._send(200, "application/json", hub.line())
         elif path == "/frame.jpg":
-            got = hub.jpeg(timeout=5.0)
+            with self.server.drawing():
+                got = hub.jpeg(timeout=5.0)
             if got is None:
                 self._send(503, "text/plain; charset=utf-8", b"fer-preview: no frame yet\n")
             else:
@@ -288,27 +424,38 @@ class PreviewHandler(BaseHTTPRequestHandler):
 
     def _stream(self) -> None:
         hub = self.server.hub
-        with hub.viewer() as admitted:
-            if not admitted:
-                self._send(503, "text/plain; charset=utf-8", b"fer-preview: too many viewers\n")
-                return
+        viewer = self.server.viewers.admit(self.connection)
+        if viewer is None:
+            self._send(503, "text/plain; charset=utf-8", b"fer-preview: too many viewers\n")
+            return
+        self.close_connection = True
+        try:
+            # Every frame must be taken within STALL_S (sendall's whole time): a viewer that stopped reading is
+            # dropped, and while it is stuck in a write a newcomer may take its place (ViewerSlots).
+            self.connection.settimeout(STALL_S)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
+            viewer.writing_since = time.monotonic()
             self.send_response(200)
             self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
             for name, value in SECURITY_HEADERS.items():
                 self.send_header(name, value)
             self.end_headers()
+            viewer.writing_since = None
             seq = -1
-            try:
-                while not hub.closed:
+            while not hub.closed:
+                with self.server.drawing():
                     got = hub.jpeg(seq)
-                    if got is None:
-                        continue
-                    seq, data = got
-                    head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
-                    self.wfile.write(head.encode() + data + b"\r\n")
-                    self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError, TimeoutError):
-                pass  # the browser went away
+                if got is None:
+                    continue
+                seq, data = got
+                head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
+                viewer.writing_since = time.monotonic()
+                self.wfile.write(head.encode() + data + b"\r\n")
+                viewer.writing_since = None
+        except OSError as e:  # went away, stopped reading (TimeoutError), or its place was taken
+            log.debug("stream viewer %s dropped: %s", self.address_string(), e)
+        finally:
+            self.server.viewers.leave(viewer)
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -326,18 +473,22 @@ def parse_bind(text: str) -> tuple[str, int]:
     if not host:
         raise ConfigError(f"--bind {text!r}: give the address too, e.g. {DEFAULT_BIND} (0.0.0.0:PORT for every "
                           "interface)")
-    if not port_text.isdigit() or int(port_text) > 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:  # not "٣" (Arabic 3)
         raise ConfigError(f"--bind {text!r}: the port must be 0..65535")
     return host, int(port_text)
 
 
 def is_loopback(host: str) -> bool:
+    """True for "localhost" and loopback addresses, IPv4-mapped ones included (`::ffff:127.0.0.1`)."""
     if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,14 +548,16 @@ def serve(config: EdgeConfig, bind: tuple[str, int], quality: int, stop: Any) ->
         except SourceError as e:
             raise StartupError(str(e)) from e
         pipeline = build_pipeline(config, runner, detector, temporal=not isinstance(source, ImageFilesSource))
-        loopback = is_loopback(bind[0])
         try:
-            server = PreviewServer(bind, hub, source.name, loopback)
-        except OSError as e:
-            raise StartupError(f"--bind {bind[0]}:{bind[1]}: cannot listen ({e.strerror or e})") from e
+            server = PreviewServer(bind, hub, source.name)
+        except (OSError, ValueError) as e:  # ValueError: a name IDNA cannot encode, a NUL
+            raise StartupError(f"--bind {bind[0]}:{bind[1]}: cannot listen ({getattr(e, 'strerror', None) or e})") \
+                from e
+        loopback = server.loopback
         stack.callback(server.server_close)
+        stack.callback(server.wait_idle, WAIT_S)  # after hub.close: no thread left in OpenCV at exit
         stack.callback(hub.close)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                                   name="fer-preview-http", daemon=True)
         thread.start()
         stack.callback(server.shutdown)

@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -98,7 +100,7 @@ class Preview:
         reader = threading.Thread(target=lambda: found.append((self.proc.stdout or iter(())).readline()), daemon=True)
         reader.start()
         reader.join(START_S)
-        match = re.search(r"http://127\.0\.0\.1:\d+/", found[0] if found else "")
+        match = re.search(r"http://(127\.0\.0\.1|\[[0-9a-f:.]+\]):\d+/", found[0] if found else "")
         if match is None:
             self.stop()
             raise AssertionError(f"no address from fer-preview: {found} {''.join(self.stderr)[-2000:]}")
@@ -241,3 +243,173 @@ def test_preview_in_headless_chromium_shows_the_picture_and_a_label(tmp_path, cl
     assert shown > plain + 400, (said.group(1), shown, plain)
     if KEEP_SCREENSHOT:
         shutil.copy(shot, ROOT / KEEP_SCREENSHOT)
+
+
+# ------------------------------------------------------------------ hostile clients (issue 22, item 13)
+
+
+def _port(preview: Preview) -> tuple[str, int]:
+    match = re.match(r"http://\[?([^\]]+?)\]?:(\d+)/", preview.url)
+    assert match
+    return match.group(1), int(match.group(2))
+
+
+def _raw(preview: Preview, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send `data`, read until the server closes (or `timeout`)."""
+    host, port = _port(preview)
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(data)
+        reply = b""
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except TimeoutError:
+            reply += b"<no close>"
+    return reply
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a TCP RST (what a browser tab killed mid-request, or a scanner, does)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+@pytest.mark.parametrize("bind", ["127.1:0", "0x7f000001:0", "[::ffff:127.0.0.1]:0", "localhost:0"])
+def test_every_spelling_of_loopback_keeps_the_host_check(tiny_model, bind):
+    """`127.1`, `0x7f000001` and `[::ffff:127.0.0.1]` bind to loopback; the Host check must stay on (it went
+    off: `Host: evil.com` got 200), decided by the address bound to."""
+    running = Preview(["--source", "demo", "--model", str(tiny_model), "--bind", bind])
+    try:
+        assert running.get("/labels.json", headers={"Host": "evil.com"})[0] == 403
+        assert running.get("/labels.json", headers={"Host": "attacker.example:80"})[0] == 403
+        assert running.get("/labels.json", headers={"Host": "127.0.0.1:80"})[0] == 200
+        assert running.get("/labels.json", headers={"Host": "localhost"})[0] == 200
+        assert running.get("/labels.json", headers={"Host": bind.rsplit(":", 1)[0]})[0] == 200  # as typed
+    finally:
+        assert running.stop() == 0
+
+
+def test_loopback_is_told_by_address_and_ports_by_ascii_digits():
+    assert is_loopback("::ffff:127.0.0.1") and is_loopback("::ffff:127.8.9.1")
+    assert not is_loopback("::ffff:10.0.0.1")
+    for bad in ("127.0.0.1:\u0663", "127.0.0.1:\uff18\uff10", "127.0.0.1:+80", "127.0.0.1: 80"):  # "٣", "８０"
+        with pytest.raises(ConfigError, match="the port must be 0..65535"):
+            parse_bind(bad)
+
+
+def test_a_port_in_other_digits_is_refused_in_one_line():
+    out = subprocess.run(PREVIEW + ["--source", "demo", "--bind", "127.0.0.1:\u0663"], capture_output=True,
+                         text=True, timeout=START_S, check=False)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--bind" in out.stderr, out.stderr
+
+
+def test_clients_that_reset_get_no_traceback_and_http09_gets_a_reply(preview):
+    host, port = _port(preview)
+    for _ in range(20):  # reset in the middle of the request line
+        sock = socket.create_connection((host, port))
+        sock.sendall(b"GET /lab")
+        _reset(sock)
+    for _ in range(5):  # reset while being streamed to
+        sock = socket.create_connection((host, port))
+        sock.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        sock.recv(100)
+        _reset(sock)
+    started = time.monotonic()
+    reply = _raw(preview, b"GET /labels.json\r\n")  # HTTP/0.9: no version, no headers
+    assert reply.startswith(b"HTTP/1.0 505 "), reply[:200]
+    assert time.monotonic() - started < 3 and not reply.endswith(b"<no close>")
+    assert preview.get("/labels.json")[0] == 200  # still serving
+    assert preview.stop() == 0
+    stderr = "".join(preview.stderr)
+    assert "Traceback" not in stderr and "ConnectionResetError" not in stderr, stderr[-3000:]
+
+
+def test_clients_that_never_read_the_stream_do_not_lock_viewers_out(preview):
+    """8 clients that ask for /stream.mjpg and never read used to take every viewer's place (503 for all)."""
+    preview.wait_for_face()
+    host, port = _port(preview)
+    stuck = []
+    for _ in range(preview_module.MAX_VIEWERS):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills after a frame or two
+        sock.connect((host, port))
+        sock.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        stuck.append(sock)
+    try:
+        time.sleep(2.0)  # a few frames at 10 fps: every one of them is stuck in a write
+        started = time.monotonic()
+        image = cv2.imdecode(np.frombuffer(_first_part(preview), np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and image.shape == (480, 640, 3)
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in stuck:
+            sock.close()
+    assert preview.stop() == 0
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
+
+
+def test_connections_are_served_by_a_bounded_number_of_threads_and_a_burst_gets_in(preview):
+    """One thread per connection without a limit (100 idle clients: 100 threads); a listen backlog of 5
+    (200 connects at once: half waited a second or more for a SYN retry)."""
+    host, port = _port(preview)
+    before = _threads(preview.proc.pid)
+    idle = [socket.create_connection((host, port)) for _ in range(100)]  # connect, never send a request
+    try:
+        time.sleep(1.0)
+        grown = _threads(preview.proc.pid) - before
+        assert grown <= preview_module.MAX_CONNECTIONS, grown
+        busy = idle[-1].recv(200)  # one over the limit: a 503 instead of a thread
+        assert busy.startswith(b"HTTP/1.0 503 "), busy
+    finally:
+        for sock in idle:
+            sock.close()
+    time.sleep(0.5)
+    slowest = 0.0
+    burst = []
+    for _ in range(200):
+        started = time.monotonic()
+        burst.append(socket.create_connection((host, port), timeout=10))
+        slowest = max(slowest, time.monotonic() - started)
+    for sock in burst:
+        sock.close()
+    assert slowest < 0.5, f"a connect waited {slowest:.2f} s"
+    assert preview.get("/labels.json")[0] == 200
+    assert preview.stop() == 0
+
+
+def test_sigterm_under_load_stops_within_half_a_second(preview):
+    preview.wait_for_face()
+    host, port = _port(preview)
+    stop = threading.Event()
+
+    def hammer(path: str) -> None:
+        while not stop.is_set():
+            try:
+                with socket.create_connection((host, port), timeout=2) as sock:
+                    sock.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+                    while sock.recv(65536):
+                        if stop.is_set():
+                            break
+            except OSError:
+                time.sleep(0.01)
+
+    workers = [threading.Thread(target=hammer, args=(path,), daemon=True)
+               for path in ["/stream.mjpg"] * 6 + ["/frame.jpg"] * 6 + ["/labels.json", "/"] * 3]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(2.0)
+        sent = time.monotonic()
+        preview.proc.send_signal(signal.SIGTERM)
+        code = preview.proc.wait(timeout=10)
+        took = time.monotonic() - sent
+        time.sleep(0.2)  # the stderr reader's last lines
+        assert code == 0, "".join(preview.stderr)[-3000:]
+    finally:
+        stop.set()
+    print(f"\nSIGTERM under load: {took:.2f} s")
+    assert took <= 0.5, f"SIGTERM under load took {took:.2f} s"
