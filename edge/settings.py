@@ -422,19 +422,20 @@ def check_files(config: Settings) -> None:
 
 
 def describe(config: Settings) -> str:
-    """The effective settings as TOML (load() reads it back): one line each, with its doc and range as a
-    comment; a setting left to its computed default (None) is a comment."""
+    """The effective settings as TOML (load() reads it back): each one on its own line, after a comment
+    saying what it is and its range or choices; a setting left to its computed default (None) is a comment."""
     lines = []
     for field in dataclasses.fields(config):  # type: ignore[arg-type]
         rule = rule_of(field)
-        value = getattr(config, field.name)
         span = f"{rule.low}..{rule.high}" if rule.low is not None and rule.high is not None else ""
         span = span or (_either(rule.choices) if rule.choices else "")
-        doc = "  # " + "; ".join(part for part in (rule.doc, span) if part) if rule.doc or span else ""
+        if rule.doc or span:
+            lines.append("# " + "; ".join(part for part in (rule.doc, span) if part))
+        value = getattr(config, field.name)
         if value is None:
-            lines.append(f"# {field.name} = (default){doc}")
+            lines.append(f"# {field.name} = (default)")
         else:
-            lines.append(f"{field.name} = {rule.show(value) if rule.show else toml_value(value)}{doc}")
+            lines.append(f"{field.name} = {rule.show(value) if rule.show else toml_value(value)}")
     return "\n".join(lines)
 
 
