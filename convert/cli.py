@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ferlite.edge.errors import AgreementError, UsageError
+from ferlite.edge.errors import UsageError
 from ferlite.edge.version import version_text
+
+from .errors import AgreementError
 
 log = logging.getLogger("ferlite.convert")
 
@@ -142,12 +144,12 @@ def _check_agreement(result: Any, min_agreement: float) -> None:
 def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
     from ferlite.edge.atomic import temp_path_for
     from ferlite.edge.spec import ModelSpec, file_sha256, spec_path_for, write_spec
-    from ferlite.train import _tf
+    from ferlite.train import tf_runtime
 
     from .face_sets import load_face_set
 
     check_arguments(args)
-    _tf.tensorflow()
+    tf_runtime.tensorflow()
     from .tflite import convert, logit_floor
     from .verify import verify
 
@@ -164,7 +166,7 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
     if needs_calibration and not args.no_logit_floor:
         assert calibration is not None
         exported, floor = logit_floor(model, calibration.faces)
-    with _tf.quiet():  # the converter's chatter: shown with --log-level debug
+    with tf_runtime.quiet():  # the converter's chatter: shown with --log-level debug
         data = convert(exported, args.quantization,
                        calibration.faces if calibration and needs_calibration else None)
     tmp = temp_path_for(args.out)  # verified through the edge runner before it takes the real name

@@ -10,7 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from ferlite.edge.contract import INPUT_SIZE
-from ferlite.edge.errors import ConversionError
+
+from .errors import ConversionError
 
 log = logging.getLogger(__name__)
 

@@ -16,3 +16,5 @@ FACE_SIZE = 48
 # crops are framed: measured by `ferlite.train.framing` (the Haar box is ~84% of a FER+/CK+ crop).
 # A model's spec carries its own measured value; this is the default for models without one.
 DEFAULT_MARGIN = 0.1
+# Image files every part reads (fer-edge's photo sources, training data sets, calibration folders).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"})

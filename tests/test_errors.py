@@ -1,4 +1,5 @@
-"""One error root: every exception ferlite raises on purpose is a FerliteError, defined in one module."""
+"""One error root: every exception ferlite raises on purpose is a FerliteError, defined in the errors module of
+its own package (ferlite.edge.errors, ferlite.train.errors, ferlite.convert.errors)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def _modules():
 
 
 @needs_tensorflow
-def test_every_ferlite_exception_is_a_ferlite_error_defined_in_errors():
+def test_every_ferlite_exception_is_a_ferlite_error_defined_in_its_packages_errors():
     found = {}
     for module in _modules():
         for name, value in vars(module).items():
@@ -37,7 +38,8 @@ def test_every_ferlite_exception_is_a_ferlite_error_defined_in_errors():
         if name in INTERNAL:
             continue
         assert issubclass(cls, FerliteError), f"{cls.__module__}.{name} is not a FerliteError"
-        assert cls.__module__ == errors.__name__, f"{name} is defined in {cls.__module__}, not in errors.py"
+        package = cls.__module__.rsplit(".", 1)[0]  # ferlite.edge, ferlite.train or ferlite.convert
+        assert cls.__module__ == f"{package}.errors", f"{name} is defined in {cls.__module__}, not in {package}.errors"
 
 
 def test_one_config_error_for_edge_and_train():

@@ -85,12 +85,12 @@ def find_devices() -> Devices:
 
 
 def _tensorflow_devices() -> Devices:
-    from . import _tf
+    from . import tf_runtime
 
-    gpus = _tf.gpus()
+    gpus = tf_runtime.gpus()
     if not gpus:
         return Devices("tensorflow", "cpu", ("cpu",))
-    tf = _tf.tensorflow()
+    tf = tf_runtime.tensorflow()
     details = [tf.config.experimental.get_device_details(gpu) for gpu in gpus]
     names = tuple(str(d.get("device_name", gpu.name)) for d, gpu in zip(details, gpus, strict=True))
     # TensorFlow's float16 path (with loss scaling) is its tested one on every GPU.
@@ -129,9 +129,9 @@ def _major(capability: str) -> int:
 def distribution(devices: Devices) -> Iterator[None]:
     """Build and compile the model inside this: the backend's own engine for several devices."""
     if devices.backend == "tensorflow":
-        from . import _tf
+        from . import tf_runtime
 
-        tf = _tf.tensorflow()
+        tf = tf_runtime.tensorflow()
         strategy = tf.distribute.MirroredStrategy() if len(devices.names) > 1 else tf.distribute.get_strategy()
         with strategy.scope():
             yield

@@ -262,9 +262,9 @@ def _train_and_report(config: TrainConfig, prepared: Any,
     from .backend import configured_backend
 
     if configured_backend() == "tensorflow":
-        from . import _tf
+        from . import tf_runtime
 
-        _tf.tensorflow()  # before keras: TensorFlow's native start-up lines go to the debug log
+        tf_runtime.tensorflow()  # before keras: TensorFlow's native start-up lines go to the debug log
     from .fit import FitConfig, atomic_save_model, fit
     from .inputs import Augmentation
     from .model import Architecture, build_model

@@ -15,10 +15,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ferlite.edge.contract import LABELS
-from ferlite.edge.errors import DataError
-from ferlite.edge.sources import IMAGE_SUFFIXES  # one set: what fer-edge reads, training reads
+from ferlite.edge.contract import IMAGE_SUFFIXES, LABELS  # one set: what fer-edge reads, training reads
 
+from .errors import DataError
 from .labels import CKPLUS_CODES, LabelMapper
 
 log = logging.getLogger(__name__)

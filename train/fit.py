@@ -18,10 +18,10 @@ import numpy as np
 
 from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import LABELS
-from ferlite.edge.errors import InitError, ResumeError
 
 from .backend import Devices, distribution, engine, find_devices
 from .config import DEFAULTS
+from .errors import InitError, ResumeError
 from .inputs import Augmentation, as_input, class_weights, core_model, sample_weights, training_model
 from .model import Architecture, build_model
 from .report import compute_metrics, predict_labels

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ferlite.edge.contract import LABELS
-from ferlite.edge.errors import ClassMapError
+
+from .errors import ClassMapError
 
 DROP = "drop"
 

@@ -30,10 +30,10 @@ import numpy as np
 
 from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import INPUT_SIZE, LABELS, PREPROCESS_VERSION
-from ferlite.edge.errors import DataError
 from ferlite.edge.preprocess import resize_face, shrink_to_face_size, to_gray
 
 from .data import DataSource, Sample
+from .errors import DataError
 from .faces import FaceError, read_image
 from .prepare import Prepared
 

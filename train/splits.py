@@ -17,10 +17,10 @@ from pathlib import Path
 
 from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import LABELS
-from ferlite.edge.errors import SplitError
 
 from .config import DEFAULTS, SPLIT_MODES
 from .data import Sample
+from .errors import SplitError
 
 log = logging.getLogger(__name__)
 
