@@ -17,7 +17,7 @@ from ferlite.edge.errors import FerliteError
 
 # Internal signals that never leave their module (a sink asking the loop to stop, one unusable image, one
 # undecodable training face): caught where they are raised, so not part of the public errors.
-INTERNAL = {"StopFeed", "UnusableImage", "FaceError"}
+INTERNAL = {"StopFeed", "UnusableImage", "FaceError", "_Stopped"}  # _Stopped: fer-watch's SIGTERM, caught in main
 
 
 def _modules():
