@@ -270,3 +270,47 @@ def test_version_of_the_workstation_commands(command):
     done = subprocess.run([str(Path(sys.executable).parent / command), "--version"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and done.stdout == f"{command} {version('ferlite')}\n", done.stderr
+
+
+ENGINE = """
+import os, sys
+import numpy as np
+backend = os.environ["KERAS_BACKEND"]
+if backend == "tensorflow":  # two logical CPUs: MirroredStrategy with two replicas
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from ferlite.train.backend import Devices, distribution
+from ferlite.train.fit import _compile
+from ferlite.train.inputs import Augmentation, as_input, training_model
+from ferlite.train.model import Architecture, build_model
+from ferlite.train.synthetic import make_faces
+
+if backend == "tensorflow":
+    scope = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope()
+else:  # XLA_FLAGS gives JAX two host devices; distribution() spreads the batch over both
+    scope = distribution(Devices("jax", "gpu", ("cpu:0", "cpu:1"), True))
+with scope:
+    model = training_model(build_model(Architecture((4, 4, 8, 8, 8), (8, 8), 0.1)), Augmentation(), 0)
+    _compile(model, 1e-3)
+    faces, labels = make_faces(8)
+    history = model.fit(as_input(faces), keras.utils.to_categorical(labels, 6), batch_size=16, epochs=2,
+                        verbose=0, sample_weight=np.ones(len(labels), np.float32))
+    if backend == "jax":
+        print("devices", len(keras.distribution.distribution().device_mesh.devices.ravel()))
+    else:
+        print("devices", tf.distribute.get_strategy().num_replicas_in_sync)
+print("loss", *history.history["loss"])
+"""
+
+
+@pytest.mark.parametrize("backend", [b for b in ("tensorflow", "jax") if b in BACKENDS])
+def test_the_training_model_trains_on_two_devices(backend):
+    """The backend's own engine for several devices (MirroredStrategy, DataParallel), on two CPU devices."""
+    env = {**_env(backend), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    done = subprocess.run([sys.executable, "-c", ENGINE], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+    assert lines["devices"] == "2"
+    assert all(np.isfinite(float(v)) for v in lines["loss"].split())
