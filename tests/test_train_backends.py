@@ -314,3 +314,29 @@ def test_the_training_model_trains_on_two_devices(backend):
     lines = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
     assert lines["devices"] == "2"
     assert all(np.isfinite(float(v)) for v in lines["loss"].split())
+
+
+MIXED = """
+import sys
+import ferlite.train.fit as fit
+from ferlite.train.backend import Devices
+fit.find_devices = lambda: Devices("jax", "gpu", ("a bfloat16 GPU",), bfloat16=True)  # what a GPU box reports
+from ferlite.train.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif("jax" not in BACKENDS, reason="jax is not installed")
+def test_mixed_precision_trains_and_saves_a_float32_model(crops, tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-c", MIXED, "--data", f"crops:set={crops}", "--epochs", "1",
+                           "--no-cache", "--out", str(out), *TINY], env=_env("jax"), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "mixed_bfloat16" in done.stdout
+    assert json.loads((out / "run.json").read_text())["training"][0]["devices"]["precision"] == "mixed_bfloat16"
+    check = ("import keras, sys, ferlite.train.model; m = keras.models.load_model(sys.argv[1]); "
+             "print({str(w.dtype) for w in m.weights}, {l.dtype_policy.name for l in m.layers})")
+    read = subprocess.run([sys.executable, "-c", check, str(out / "model.keras")], env=_env("jax"),
+                          capture_output=True, text=True, timeout=120)
+    assert read.stdout.strip() == "{'float32'} {'float32'}", read.stderr[-2000:]
