@@ -65,6 +65,11 @@ class ModelLoadError(FerliteError, RuntimeError):
     """The model file is missing, broken, or its tensors do not match its spec."""
 
 
+class ModelOutputError(FerliteError, RuntimeError):
+    """The model failed on a frame or gave no probabilities for it (not finite, outside 0..1, not
+    summing to 1): an error for that frame only, never written as a result."""
+
+
 class DetectorError(FerliteError, RuntimeError):
     """The Haar cascade could not be found or loaded."""
 

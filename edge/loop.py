@@ -11,10 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .errors import ModelOutputError
 from .pipeline import FrameResult, Pipeline, frame_to_json
 from .sources import Frame, FrameSource, stoppable_sleep
 
 log = logging.getLogger(__name__)
+
+FAILURE_WARN_EVERY_S = 10.0  # frames the model failed on: the first is logged, then a count this often
 
 Sink = Callable[[bytes], None]
 MessageSink = Callable[[dict[str, Any]], None]
@@ -52,6 +55,8 @@ class StopFeed(Exception):
 class LoopStats:
     frames: int = 0
     faces: int = 0
+    # Frames the model failed on, or gave no probabilities for (ModelOutputError): logged, counted, no result.
+    failed: int = 0
     started: float = 0.0
     # Why the loop ended: "source" (it ran out), "max_frames", "stop" (asked to) or "output" (closed).
     ended: str = ""
@@ -70,7 +75,25 @@ def frame_message(
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    return (json.dumps(message, separators=(", ", ": ")) + "\n").encode()
+    """One feed line. Strict JSON: a NaN or infinity raises ValueError instead of being written as
+    `NaN`, which no JSON reader takes."""
+    return (json.dumps(message, separators=(", ", ": "), allow_nan=False) + "\n").encode()
+
+
+class _Failures:
+    """Frames without a result: the first is logged at once, then a count every FAILURE_WARN_EVERY_S."""
+
+    def __init__(self, stats: LoopStats) -> None:
+        self.stats = stats
+        self._next = 0.0
+
+    def __call__(self, why: str) -> None:
+        self.stats.failed += 1
+        now = time.monotonic()
+        if now >= self._next:
+            log.warning("frame %d: no result (%s); %d frame(s) without a result so far",
+                        self.stats.frames + self.stats.failed - 1, why, self.stats.failed)
+            self._next = now + FAILURE_WARN_EVERY_S
 
 
 def run_loop(
@@ -98,6 +121,7 @@ def run_loop(
     """
     notifier = notifier or NullNotifier()
     stats = LoopStats(started=time.monotonic())
+    failure = _Failures(stats)
     next_status = stats.started + status_every_s
     period = 1.0 / fps_limit if fps_limit else 0.0
     faces_now = 0
@@ -105,7 +129,7 @@ def run_loop(
         if should_stop():
             stats.ended = "stop"
             break
-        if max_frames is not None and stats.frames >= max_frames:
+        if max_frames is not None and stats.frames + stats.failed >= max_frames:
             stats.ended = "max_frames"
             break
         frame_start = time.monotonic()
@@ -113,13 +137,29 @@ def run_loop(
         if frame is None:
             stats.ended = "stop" if should_stop() else "source"
             break
-        result = pipeline.process(frame.image)
-        if frame.last:  # the file ends here: so do the faces still in view
-            result = dataclasses.replace(result, events=result.events + pipeline.end_tracks())
-        message = frame_message(stats.frames, source.name, frame, result)
+        # The model failing on this frame (ModelOutputError), or a value JSON cannot carry (NaN): an error
+        # for this frame only, logged and counted; no result is written for it.
+        why = ""
+        try:
+            result = pipeline.process(frame.image)
+        except ModelOutputError as e:
+            why = str(e)
+        if not why:
+            if frame.last:  # the file ends here: so do the faces still in view
+                result = dataclasses.replace(result, events=result.events + pipeline.end_tracks())
+            message = frame_message(stats.frames, source.name, frame, result)
+            try:
+                line = encode(message) if sinks else b""
+            except ValueError as e:
+                why = f"not JSON: {e}"
+        if why:
+            failure(why)
+            notifier.watchdog()
+            if period:
+                stoppable_sleep(period - (time.monotonic() - frame_start), should_stop)
+            continue
         try:
             if sinks:
-                line = encode(message)
                 for sink in sinks:
                     sink(line)
             for message_sink in message_sinks:
@@ -139,7 +179,8 @@ def run_loop(
         now = time.monotonic()
         asked = status_requested()
         if now >= next_status or asked:
-            text = f"{stats.fps:.1f} fps, {stats.frames} frames, {faces_now} faces now{status_extra()}"
+            failed = f", {stats.failed} frames without a result (model errors)" if stats.failed else ""
+            text = f"{stats.fps:.1f} fps, {stats.frames} frames, {faces_now} faces now{failed}{status_extra()}"
             notifier.status(text)
             log.info("%s", text)
             next_status = now + status_every_s

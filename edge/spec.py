@@ -33,6 +33,7 @@ INPUT_DTYPES: dict[str, tuple[str, ...]] = {
 }
 MAX_SPEC_BYTES = 1 << 20
 MAX_INPUT_SIDE = 1024
+MAX_LISTED = 10  # unknown keys named in an error line; the rest are counted
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -56,15 +57,30 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        """A spec from its JSON object; ModelSpecError (one short line) for an unknown key or a value
+        of the wrong JSON type. Ranges are check_spec()'s."""
         known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
+        unknown = sorted(str(key) for key in set(data) - known)
         if unknown:
-            raise ModelSpecError(f"unknown keys {sorted(unknown)}")
+            listed = ", ".join(_short(key) for key in unknown[:MAX_LISTED])
+            more = f" and {len(unknown) - MAX_LISTED} more" if len(unknown) > MAX_LISTED else ""
+            raise ModelSpecError(f"unknown keys {listed}{more}")
         kwargs = dict(data)
         if "labels" in kwargs:
-            kwargs["labels"] = tuple(kwargs["labels"])
+            labels = kwargs["labels"]
+            if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+                raise ModelSpecError(f"labels must be a list of names, got {_short(labels)}")
+            kwargs["labels"] = tuple(labels)
         if "input_size" in kwargs:
-            kwargs["input_size"] = tuple(int(v) for v in kwargs["input_size"])
+            size = kwargs["input_size"]
+            if not isinstance(size, list) or len(size) != 2 or not all(_whole(side) for side in size):
+                raise ModelSpecError(f"input_size must be [height, width] in whole pixels, got {_short(size)}")
+            kwargs["input_size"] = tuple(size)
+        for name in ("preprocess_version", "format"):
+            if name in kwargs and not _whole(kwargs[name]):
+                raise ModelSpecError(f"{name} must be a whole number, got {_short(kwargs[name])}")
+        if "source" in kwargs and not isinstance(kwargs["source"], dict):
+            raise ModelSpecError(f"source must be an object, got {_short(kwargs['source'])}")
         return cls(**kwargs)
 
 
@@ -132,8 +148,8 @@ def read_spec(model_path: str | os.PathLike[str]) -> ModelSpec:
         raise ModelSpecError(f"{target}: unreadable model spec (more than {MAX_SPEC_BYTES} bytes)")
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelSpecError(f"{target}: unreadable model spec ({e})") from e
+    except ValueError as e:  # not UTF-8, not JSON, or an integer past Python's 4300 digits
+        raise ModelSpecError(f"{target}: unreadable model spec ({_short_text(str(e))})") from e
     except RecursionError as e:
         raise ModelSpecError(f"{target}: unreadable model spec (nested too deeply)") from e
     if not isinstance(data, dict):
@@ -150,7 +166,7 @@ def check_spec(spec: ModelSpec, model_path: str | os.PathLike[str], where: Path)
     if spec.format != SPEC_FORMAT:
         raise ModelSpecError(f"{where}: spec format {spec.format}, this ferlite reads {SPEC_FORMAT}")
     if spec.labels != LABELS:
-        raise ModelSpecError(f"{where}: labels {list(spec.labels)} do not match {list(LABELS)}")
+        raise ModelSpecError(f"{where}: labels {_short(list(spec.labels))} do not match {list(LABELS)}")
     if spec.preprocess_version != PREPROCESS_VERSION:
         raise ModelSpecError(
             f"{where}: preprocessing version {spec.preprocess_version}, "
@@ -159,8 +175,9 @@ def check_spec(spec: ModelSpec, model_path: str | os.PathLike[str], where: Path)
     if len(spec.input_size) != 2 or not all(8 <= side <= MAX_INPUT_SIDE for side in spec.input_size):
         raise ModelSpecError(f"{where}: bad input_size {_short(list(spec.input_size))}")
     margin = spec.margin
+    # Compared before any float(): math.isfinite of a 400-digit integer raises OverflowError.
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (
-        math.isfinite(margin) and 0.0 <= margin <= 1.0
+        0.0 <= margin <= 1.0 and math.isfinite(margin)
     ):
         raise ModelSpecError(f"{where}: margin must be within 0..1, got {_short(margin)}")
     if isinstance(spec.face_size, bool) or not isinstance(spec.face_size, int) or not (
@@ -193,6 +210,20 @@ def check_model_input(spec: ModelSpec, input_dtype: str, where: str | os.PathLik
         )
 
 
+def _whole(value: Any) -> bool:
+    """A JSON integer (not a float such as 84.9 or 1e999, not true/false)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short_text(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _short(value: Any) -> str:
+    """repr() of a value cut to 60 characters (a huge integer is not turned into digits at all)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, (list, dict)) and len(value) > 60:
+        return f"a {type(value).__name__} of {len(value)} items"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
