@@ -17,12 +17,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import (
-    AnnotateError,
-    )
+from .atomic import atomic_write
+from .errors import AnnotateError
 from .frames import check_frame
 from .pipeline import FrameResult
-from .sources import IMAGE_SUFFIXES, Frame
+from .sources import IMAGE_SUFFIXES, Frame, name_problem, opencv_path
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +117,8 @@ class VideoAnnotator:
 
     def __init__(self, path: str | os.PathLike[str], fps: float = DEFAULT_FPS,
                  writer_factory: Callable[..., Any] | None = None) -> None:
-        self.path = Path(path)
+        # cv2.VideoWriter crashes (SIGSEGV) on a name that is not UTF-8: refused here, at start.
+        self.path = Path(opencv_path(path, AnnotateError, "annotate"))
         suffix = self.path.suffix.lower()
         if suffix not in VIDEO_CODECS:
             raise AnnotateError(
@@ -193,6 +193,9 @@ class ImageAnnotator:
     into one image file (a single photo; each frame replaces it)."""
 
     def __init__(self, path: str | os.PathLike[str], source_folder: Path | None = None) -> None:
+        problem = name_problem(path, opencv=False)  # files are written here, as bytes: any other name will do
+        if problem is not None:
+            raise AnnotateError(f"{os.fspath(path)!a}: annotate: {problem}")
         self.path = Path(path)
         self.single = self.path.suffix.lower() in IMAGE_SUFFIXES
         folder = self.path.parent if self.single else self.path
@@ -223,8 +226,10 @@ class ImageAnnotator:
         try:
             if not ok:
                 raise OSError(0, f"OpenCV cannot encode {target.suffix}")
-            # Bytes written here, not cv2.imwrite: that crashes on names that are not UTF-8.
-            target.write_bytes(data.tobytes())
+            # Bytes written here, not cv2.imwrite: that crashes on names that are not UTF-8. Written to a
+            # new file renamed over the target: a target that is a hard link to a photo replaces the
+            # link, never the photo's bytes.
+            atomic_write(target, data.tobytes())
         except OSError as e:
             if not self._warned:
                 log.error("%s: annotate: cannot write (%s)", target, e.strerror or e)
@@ -296,6 +301,47 @@ def open_annotator(
     return VideoAnnotator(path, fps or DEFAULT_FPS)
 
 
+def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(device, inode) of what a name leads to, through links; None when it leads nowhere."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
+
+
+def refuse_own_source(target: str | os.PathLike[str], source: Any) -> None:
+    """AnnotateError when the annotated output would be written over what the source reads: the video
+    itself (its frames still to come), a photo, or into the folder the photos come from. Compared as
+    files (device and inode, as os.path.samefile does), so a symbolic or hard link to the source, or
+    another name of its folder, is caught too.
+
+    A folder of annotated images names each after its photo: it must not be the folder of a photo
+    (`--source a.jpg --annotate .` would replace a.jpg). One annotated image file must not be a
+    photo, nor lie in a folder source (the folder is listed again each pass and would read it back).
+    """
+    target = Path(target)
+    video = getattr(source, "live", True) is False  # a video file (VideoCaptureSource)
+    files = [Path(source.name)] if video else [Path(f) for f in getattr(source, "files", ())]
+    folder = getattr(source, "folder", None)
+    own = _identity(target)
+    if own is not None:
+        for file in files:
+            if _identity(file) == own:
+                raise AnnotateError(f"{target}: annotate: the source {file} itself; give another file")
+    if video:
+        return
+    if target.suffix.lower() in IMAGE_SUFFIXES:  # one image file
+        if folder is not None and _identity(target.parent) == _identity(folder):
+            raise AnnotateError(f"{target}: annotate: into the source folder {folder}; give another folder")
+        return
+    if own is None:  # a folder still to be made: nobody reads it
+        return
+    for read_from in ({Path(folder)} if folder is not None else {file.parent for file in files}):
+        if _identity(read_from) == own:
+            raise AnnotateError(f"{target}: annotate: the source folder itself; give another folder")
+
+
 def annotator_for(config: Any, source: Any, temporal: bool) -> VideoAnnotator | ImageAnnotator:
     """fer-edge's --annotate writer for its config (`annotate`, `fps_limit`) and opened source.
 
@@ -303,7 +349,12 @@ def annotator_for(config: Any, source: Any, temporal: bool) -> VideoAnnotator | 
     else DEFAULT_FPS.
 
     Raises:
-        AnnotateError: see open_annotator().
+        AnnotateError: see open_annotator(); also the output would overwrite the source
+            (refuse_own_source()).
     """
+    problem = name_problem(config.annotate, opencv=False)
+    if problem is not None:  # a NUL byte: nothing can be compared or opened with it
+        raise AnnotateError(f"{config.annotate!a}: annotate: {problem}")
+    refuse_own_source(config.annotate, source)
     fps = config.fps_limit or getattr(source, "fps", None)
     return open_annotator(config.annotate, stills=not temporal, fps=fps, source_folder=getattr(source, "folder", None))

@@ -21,7 +21,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .config import ConfigError, EdgeConfig, make_config, resolve_model
@@ -29,9 +28,10 @@ from .contract import LABELS
 from .detector import HaarDetector
 from .errors import InputError
 from .frames import check_frame
+from .native import check_opencv_environment, set_opencv_threads
 from .pipeline import FaceResult, FrameResult, Pipeline, PipelineConfig, TrackEvent
 from .runner import ModelLoadError, ModelRunner
-from .sources import UnusableImage, read_image, utf8_name
+from .sources import DEFAULT_MAX_PIXELS, UnusableImage, name_problem, read_image, utf8_name
 from .spec import ModelSpec, check_model_input, spec_path_for
 
 log = logging.getLogger("ferlite.edge")
@@ -87,6 +87,9 @@ def load_parts(config: EdgeConfig) -> tuple[ModelRunner, HaarDetector | None]:
         DetectorError: the Haar cascade cannot be found or loaded.
     """
     model_path = resolve_model(config)
+    problem = name_problem(model_path, opencv=False)
+    if problem is not None:  # a NUL byte
+        raise ModelLoadError(f"{os.fspath(model_path)!a}: model: {problem}")
     if not utf8_name(model_path):
         raise ModelLoadError(f"{os.fspath(model_path)!a}: the model's file name is not valid UTF-8; rename it")
     runner = ModelRunner(model_path, threads=config.threads)
@@ -101,8 +104,14 @@ def make_settings(config: EdgeConfig | None = None, model: PathLike | None = Non
     """An EdgeConfig from a base config (default: EdgeConfig()), keyword settings and a model path.
 
     Raises:
-        ConfigError: an unknown setting, a wrong type or a value out of range.
+        ConfigError: an unknown setting, a wrong type or a value out of range; a `config` that is
+            not an EdgeConfig, a `model` that is not a path.
     """
+    if config is not None and not isinstance(config, EdgeConfig):
+        raise ConfigError(f"Recognizer: config must be an EdgeConfig, got {type(config).__name__} "
+                          "(settings go as keywords: Recognizer(min_size=64))")
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        raise ConfigError(f"Recognizer: model must be a path (str or os.PathLike), got {type(model).__name__}")
     base = config if config is not None else EdgeConfig()
     if settings:
         make_config(settings, where="Recognizer")  # unknown keys, types and ranges, with the config's messages
@@ -119,7 +128,9 @@ class Recognizer:
     """Facial expressions in frames and photos, in this process.
 
     Holds one model interpreter and one Haar detector; building it costs a few hundred ms, so
-    build it once and reuse it. Not thread-safe: use one per thread (or a lock).
+    build it once and reuse it. Calls from several threads are safe and take turns: each call
+    holds the Recognizer's lock (neither the interpreter nor OpenCV's detector may be entered
+    twice at once). For work in parallel, make one Recognizer per thread.
 
     Frames are numpy arrays as OpenCV and picamera2 give them: BGR (H, W, 3), BGRA (H, W, 4),
     gray (H, W) or the Y plane of a YUV420 frame (picamera2's lores array `yuv[:height]`),
@@ -145,14 +156,19 @@ class Recognizer:
                 `threads` also sets OpenCV's thread count, which is process-wide.
 
         Raises:
-            ConfigError: an unknown setting, a wrong type or a value out of range.
+            ConfigError: an unknown setting, a wrong type or a value out of range; a `config`
+                that is not an EdgeConfig; a `model` that is not a path; OPENCV_FOR_THREADS_NUM
+                in the environment not a number.
             ModelLoadError: the model file is missing or not a loadable TFLite model.
             ModelSpecError: the model's spec is missing, broken or does not match the model.
             DetectorError: OpenCV's Haar cascade cannot be found.
         """
         self.config: EdgeConfig = make_settings(config, model, **settings)
         if self.config.threads is not None:
-            cv2.setNumThreads(self.config.threads)
+            set_opencv_threads(self.config.threads)
+        else:
+            check_opencv_environment()
+        self._lock = threading.RLock()  # one call at a time: the interpreter and the detector are not reentrant
         runner, detector = load_parts(self.config)
         self.model_path: Path = runner.path
         self.spec: ModelSpec = runner.spec
@@ -186,11 +202,13 @@ class Recognizer:
             message fer-edge's feed carries for it (less frame, ts and source).
 
         Raises:
-            InputError: the frame is None, empty, not uint8 or of another shape; or the
-                Recognizer is closed.
+            InputError: the frame is None, empty, not uint8, of another shape or larger than
+                `max_image_pixels`; or the Recognizer is closed.
+            ModelOutputError: the model failed on this frame's faces (not probabilities).
         """
-        pipeline = self._pipeline(self._video)
-        return pipeline.process(check_frame(frame))
+        image = check_frame(frame, max_pixels=self.config.max_image_pixels)
+        with self._lock:
+            return self._pipeline(self._video).process(image)
 
     def recognize(self, image: np.ndarray | PathLike) -> list[FaceResult]:
         """The faces of one photo, unrelated to any other: a full search, no tracks, no smoothing.
@@ -206,13 +224,17 @@ class Recognizer:
             The faces found, largest first (at most `max_faces`), `track` None.
 
         Raises:
-            InputError: the image is None, empty, not uint8, of another shape, or a file that
-                cannot be read as an image; or the Recognizer is closed.
+            InputError: the image is None, empty, not uint8, of another shape, larger than
+                `max_image_pixels`, or a file that cannot be read as an image (a folder, a NUL
+                in its name); or the Recognizer is closed.
+            ModelOutputError: the model failed on this image's faces (not probabilities).
         """
-        pipeline = self._pipeline(self._stills)
+        self._pipeline(self._stills)  # closed: said before a file is read
         if isinstance(image, (str, os.PathLike)):
-            image = _read(image)
-        return list(pipeline.process(check_frame(image, "image")).faces)
+            image = _read(image, self.config.max_image_pixels)
+        checked = check_frame(image, "image", max_pixels=self.config.max_image_pixels)
+        with self._lock:
+            return list(self._pipeline(self._stills).process(checked).faces)
 
     def reset(self) -> tuple[TrackEvent, ...]:
         """Forget the tracked faces: the next process() frame starts a new video.
@@ -224,15 +246,18 @@ class Recognizer:
         Raises:
             InputError: the Recognizer is closed.
         """
-        ended = self._pipeline(self._video).end_tracks()
-        assert self._runner is not None
-        self._video = build_pipeline(self.config, self._runner, self._detector, temporal=True)
-        return ended
+        with self._lock:
+            ended = self._pipeline(self._video).end_tracks()
+            assert self._runner is not None
+            self._video = build_pipeline(self.config, self._runner, self._detector, temporal=True)
+            return ended
 
     def close(self) -> None:
-        """Release the model; later calls raise InputError. Closing twice is harmless."""
-        self._runner = self._video = self._stills = None
-        self._detector = None
+        """Release the model; later calls raise InputError. Closing twice is harmless. A call in
+        progress in another thread ends first."""
+        with self._lock:
+            self._runner = self._video = self._stills = None
+            self._detector = None
 
     def _pipeline(self, pipeline: Pipeline | None) -> Pipeline:
         if pipeline is None:
@@ -252,11 +277,12 @@ class Recognizer:
         return f"Recognizer(model={os.fspath(self.model_path)!r}, {state})"
 
 
-def _read(path: PathLike) -> np.ndarray:
+def _read(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     try:
-        return read_image(Path(path))
+        return read_image(Path(path), max_pixels)
     except UnusableImage as e:
-        raise InputError(f"{os.fspath(path)}: {e}") from e
+        shown = os.fspath(path)
+        raise InputError(f"{ascii(shown) if chr(0) in shown else shown}: {e}") from e
 
 
 _default: Recognizer | None = None

@@ -20,13 +20,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from .api import build_pipeline, load_parts
 from .config import EdgeConfig, describe, load_config
 from .errors import FerliteError, OutputError, StartupError
 from .feed import FeedError, SocketFeed
 from .loop import MessageSink, Sink, StopFeed, run_loop
+from .native import open_closed_stderr, set_opencv_threads
 from .notify import SystemdNotifier
 from .pipeline import FrameResult, Pipeline
 from .sources import Closing, Frame, FrameSource, ImageFilesSource, SourceError, open_source
@@ -45,6 +44,7 @@ def run(config_file: str | None, overrides: Mapping[str, Any], check_only: bool 
     # OpenCV would load an OpenCL runtime, where one is installed, at the first detection: ~0.6 MB
     # resident for nothing (frames are numpy arrays on the CPU). An explicit setting is kept.
     os.environ.setdefault("OPENCV_OPENCL_RUNTIME", "disabled")
+    open_closed_stderr()  # `2>&-`: before any file is opened, or it would become fd 2
     level = str(overrides.get("log_level", "INFO")).upper()
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),
@@ -374,8 +374,7 @@ def serve(config: EdgeConfig, stop: Signals) -> int:
             StartupError, ModelLoadError, ModelSpecError, DetectorError or OutputError), or the
             source gave no frame at all.
     """
-    # OpenCV reads 0 as "no threading" and a negative number as "its default (all cores)".
-    cv2.setNumThreads(config.threads or -1)
+    set_opencv_threads(config.threads)
     notifier = SystemdNotifier.from_env()
     runner, detector = load_parts(config)
     with ExitStack() as stack:
@@ -447,6 +446,11 @@ def serve(config: EdgeConfig, stop: Signals) -> int:
         report.summary(stats.fps)
     else:
         log.info("%d frames, %d faces, %.1f fps", stats.frames, stats.faces, stats.fps)
+    if stats.failed:
+        log.warning("%d frame(s) gave no result: the model failed on them", stats.failed)
+    if stats.ended == "source" and stats.frames == 0 and stats.failed:
+        raise StartupError(f"{source.name}: no frame gave a result: the model failed on all {stats.failed} "
+                           f"({runner.path})")
     if stats.ended == "source" and stats.frames == 0:
         skipped = getattr(source.source, "skipped", 0)
         detail = f" ({skipped} unusable image(s) skipped)" if skipped else ""
@@ -498,6 +502,7 @@ def _discard_stdout() -> None:
 
 def check_config(config: EdgeConfig) -> int:
     """Load the model and detector, print the effective config; FerliteError if either fails."""
+    set_opencv_threads(config.threads)  # OpenCV's settings from the environment are checked too
     runner, _ = load_parts(config)
     _emit(describe(config))
     _emit(f"# model: {Path(runner.path)} ({runner.backend}, {runner.input_dtype.name} input)")

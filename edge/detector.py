@@ -10,6 +10,7 @@ import numpy as np
 
 from .errors import DetectorError
 from .preprocess import Box, to_gray
+from .sources import opencv_path
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class HaarDetector:
         path: str | Path | None = None,
     ) -> None:
         self.path = Path(path) if path else cascade_path()
-        self._cascade = cv2.CascadeClassifier(str(self.path))
+        self._cascade = cv2.CascadeClassifier(opencv_path(self.path, DetectorError, "Haar cascade"))
         if self._cascade.empty():
             raise DetectorError(f"{self.path}: not a loadable Haar cascade")
         self.scale_factor = scale_factor

@@ -36,6 +36,7 @@ from .config import ConfigError, EdgeConfig, load_config
 from .detector import DetectorError
 from .errors import StartupError
 from .loop import run_loop
+from .native import open_closed_stderr, set_opencv_threads
 from .pipeline import FrameResult
 from .runner import ModelLoadError
 from .sources import Frame, ImageFilesSource, SourceError, open_source
@@ -70,7 +71,8 @@ class Hub:
     """The latest frame, its result and its feed line, shared by the frame loop and the viewers.
 
     The loop only stores references (no drawing, no JPEG): a viewer's thread draws and encodes a
-    frame once, when the first viewer asks for it, and every viewer gets the same bytes.
+    frame once, when the first viewer asks for it; viewers asking meanwhile wait for those bytes, and
+    every viewer gets the same bytes.
     """
 
     def __init__(self, quality: int = 80) -> None:
@@ -83,6 +85,7 @@ class Hub:
         self._line = b"null"
         self._jpeg = b""
         self._jpeg_seq = -1
+        self._encoding = -1  # the frame a viewer's thread is encoding now (-1: none)
 
     def set_line(self, line: bytes) -> None:
         """A sink of run_loop: the frame's feed line."""
@@ -113,16 +116,30 @@ class Hub:
                 return None
             if self._jpeg_seq == self._seq:
                 return self._jpeg_seq, self._jpeg
+            # Another viewer is encoding this frame: wait for its bytes (one encoding per frame, however
+            # many viewers ask; ten at once on a large frame took ten times the memory).
+            self._cond.wait_for(lambda: self.closed or self._encoding != self._seq, timeout)
+            if self.closed or self._image is None or self._result is None:
+                return None
+            if self._jpeg_seq == self._seq:
+                return self._jpeg_seq, self._jpeg
+            if self._encoding == self._seq:
+                return None
             seq, image, result = self._seq, self._image, self._result
+            self._encoding = seq
         # Drawn and encoded outside the lock: the frame loop never waits for a viewer.
-        ok, data = cv2.imencode(".jpg", draw_result(image, result), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if not ok:
-            return None
-        jpeg = data.tobytes()
-        with self._cond:
-            if seq > self._jpeg_seq:
-                self._jpeg, self._jpeg_seq = jpeg, seq
-        return seq, jpeg
+        jpeg = b""
+        try:
+            ok, data = cv2.imencode(".jpg", draw_result(image, result), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            jpeg = data.tobytes() if ok else b""
+        finally:
+            with self._cond:
+                if self._encoding == seq:
+                    self._encoding = -1
+                if jpeg and seq > self._jpeg_seq:
+                    self._jpeg, self._jpeg_seq = jpeg, seq
+                self._cond.notify_all()
+        return (seq, jpeg) if jpeg else None
 
     def close(self) -> None:
         with self._cond:
@@ -532,7 +549,10 @@ def preview_fps(config: EdgeConfig, source: object) -> float:
 
 
 def serve(config: EdgeConfig, bind: tuple[str, int], quality: int, stop: Any) -> int:
-    cv2.setNumThreads(config.threads or -1)
+    try:
+        set_opencv_threads(config.threads)
+    except ConfigError as e:
+        raise StartupError(str(e)) from e
     try:
         runner, detector = load_parts(config)
     except (ModelLoadError, ModelSpecError, DetectorError) as e:
@@ -588,6 +608,7 @@ def serve(config: EdgeConfig, bind: tuple[str, int], quality: int, stop: Any) ->
 def main(argv: Sequence[str] | None = None) -> int:
     from .daemon import Signals  # the same signal handling as fer-edge
 
+    open_closed_stderr()  # `2>&-`: before any file is opened, or it would become fd 2
     args = build_parser().parse_args(argv)
     level = getattr(args, "log_level", "INFO").upper()
     logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,

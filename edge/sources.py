@@ -23,16 +23,17 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from .contract import IMAGE_SUFFIXES
 from .errors import SourceError, SourceOpenError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg", ".h264"})
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEFAULT_MAX_PIXELS = 40_000_000  # EdgeConfig.max_image_pixels
 BYTES_PER_PIXEL = 4  # a file larger than max_pixels * this (+ 1 MiB) is no image worth decoding
 WAIT_SLICE_S = 0.1  # waits are cut into slices this long so that a stop request is seen soon
+MAX_CAMERA_INDEX = 99  # --source N: cameras 0..99 (a larger number: its /dev/videoN)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,42 @@ def utf8_name(path: str | os.PathLike[str]) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def name_problem(path: object, opencv: bool = True) -> str | None:
+    """Why a file name cannot be handed on (to OpenCV, or to the OS at all); None when it can.
+
+    A name holding a NUL byte cannot name a file (the OS would stop at the NUL: Python refuses it
+    with ValueError); one that is not valid UTF-8 crashes OpenCV's file functions (SIGSEGV in
+    cv2.VideoWriter and cv2.VideoCapture), but is a good name for files ferlite reads itself
+    (`opencv` False).
+    """
+    try:
+        name = os.fspath(path)  # type: ignore[call-overload]
+    except TypeError:
+        return f"a file name must be a str or os.PathLike, got {type(path).__name__}"
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    if "\0" in name:
+        return "the name holds a NUL byte"
+    if opencv and not utf8_name(name):
+        return "the name is not valid UTF-8; rename it"
+    return None
+
+
+def opencv_path(path: str | os.PathLike[str], error: type[Exception], what: str = "") -> str:
+    """The name to give an OpenCV function that opens a file (VideoCapture, VideoWriter,
+    CascadeClassifier): every path ferlite hands OpenCV passes here first.
+
+    Raises:
+        `error`: one line naming the file (as ascii(), so that any name prints) and `what` it
+            was for, when name_problem() says it cannot be taken.
+    """
+    problem = name_problem(path)
+    if problem is not None:
+        shown = ascii(os.fspath(path)) if isinstance(path, (str, bytes, os.PathLike)) else ascii(path)[:60]
+        raise error(f"{shown}: {what}{': ' if what else ''}{problem}")
+    return os.fsdecode(os.fspath(path))
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -356,17 +393,29 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     would. Every image file fer-edge, fer-preview and the API read comes through here.
     """
     max_bytes = max_pixels * BYTES_PER_PIXEL + (1 << 20)
+    problem = name_problem(path, opencv=False)
+    if problem is not None:  # a NUL byte: os.open would raise ValueError
+        raise UnusableImage(problem)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise UnusableImage(f"cannot open ({e.strerror})") from e
+    # Checked on the descriptor before it becomes a file object: open() of a folder's descriptor
+    # raises IsADirectoryError (a file turned into a folder after the listing), which is no
+    # UnusableImage.
+    try:
+        info = os.fstat(fd)
+    except OSError as e:
+        os.close(fd)
+        raise UnusableImage(f"cannot read ({e.strerror})") from e
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise UnusableImage("a folder, not an image file" if stat.S_ISDIR(info.st_mode) else "not a regular file")
+    if info.st_size > max_bytes:
+        os.close(fd)
+        raise UnusableImage(f"{info.st_size} bytes, more than an image of max_image_pixels needs")
     with open(fd, "rb") as handle:
         try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise UnusableImage("not a regular file")
-            if info.st_size > max_bytes:
-                raise UnusableImage(f"{info.st_size} bytes, more than an image of max_image_pixels needs")
             data = handle.read(max_bytes + 1)
         except OSError as e:
             raise UnusableImage(f"cannot read ({e.strerror})") from e
@@ -508,6 +557,15 @@ def _open_capture(factory: Callable[..., Any], target: str | int, live: bool) ->
     return factory(target)  # not an FFmpeg file: let OpenCV pick the backend
 
 
+def _whole(value: object) -> int:
+    """A capture property (a float; NaN or absurd when the backend does not know) as a size in pixels."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+    return int(number) if math.isfinite(number) and 0 < number < 1 << 31 else 0
+
+
 class VideoCaptureSource(Closing):
     """OpenCV VideoCapture: a V4L2 camera (live) or a video file (finite, or looped).
 
@@ -523,10 +581,14 @@ class VideoCaptureSource(Closing):
         loop: bool = False,
         size: tuple[int, int] | None = None,
         capture_factory: Callable[..., Any] = cv2.VideoCapture,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.name = str(target)
         self.live = live
         self.loop = loop
+        self.max_pixels = max_pixels
+        if isinstance(target, str):
+            target = opencv_path(target, SourceOpenError, "video source")
         self._capture = _open_capture(capture_factory, target, live)
         if live and size:
             self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
@@ -534,6 +596,15 @@ class VideoCaptureSource(Closing):
         if not self._capture.isOpened():
             self._capture.release()
             raise SourceOpenError(f"{self.name}: cannot open video source")
+        # The frame size the container (or camera) declares, before a frame is decoded: a 12000x12000
+        # MJPEG frame takes ~430 MB decoded, and FFmpeg keeps more than one.
+        get = getattr(self._capture, "get", lambda _prop: 0.0)  # a capture that cannot say: checked per frame
+        width, height = _whole(get(cv2.CAP_PROP_FRAME_WIDTH)), _whole(get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > max_pixels:
+            self._capture.release()
+            raise SourceOpenError(
+                f"{self.name}: frames of {width}x{height} pixels, more than max_image_pixels ({max_pixels})"
+            )
         self._grabbed: bool | None = None  # video files: whether the next frame is grabbed; None: not tried
         self._index = 0  # video files: frames returned since the video (re)started
 
@@ -546,9 +617,11 @@ class VideoCaptureSource(Closing):
     def read(self) -> Frame | None:
         if self.live:
             ok, image = self._capture.read()
-            if ok:
-                return Frame(image=image)
-            raise SourceError(f"{self.name}: camera stopped delivering frames")
+            if not ok:
+                raise SourceError(f"{self.name}: camera stopped delivering frames")
+            if self._oversized(image):  # reopened with the usual back-off, never spun on
+                raise SourceError(f"{self.name}: {self._oversized(image)}")
+            return Frame(image=image)
         if self._grabbed is None:
             self._grabbed = self._grab()
         if not self._grabbed:
@@ -558,9 +631,21 @@ class VideoCaptureSource(Closing):
         if not ok:
             self._grabbed = False
             return None
+        too_big = self._oversized(image)
+        if too_big:  # a frame larger than the header said: the video ends here (one frame decoded, no more)
+            log.warning("%s: %s; the video ends here", self.name, too_big)
+            self._grabbed = False
+            return None
         self._index += 1
         self._grabbed = self._grab()
         return Frame(image=image, pos_ms=pos_ms, last=not self._grabbed)
+
+    def _oversized(self, image: np.ndarray) -> str:
+        """Why a decoded frame is refused ("" when it is not): more pixels than max_pixels."""
+        height, width = image.shape[:2]
+        if width * height <= self.max_pixels:
+            return ""
+        return f"a frame of {width}x{height} pixels, more than max_image_pixels ({self.max_pixels})"
 
     def _grab(self) -> bool:
         """Grab the next frame of the file; at its end, start it again when looping."""
@@ -715,34 +800,51 @@ def open_source(
         )
     elif spec == "picamera2":
         opener = lambda: Picamera2Source(size)  # noqa: E731
-    elif spec.isdigit() or spec.startswith("/dev/video"):
-        if not utf8_name(spec):
-            raise SourceOpenError(f"{spec!a}: the name is not valid UTF-8")
-        target: str | int = int(spec) if spec.isdigit() else spec
-        opener = lambda: VideoCaptureSource(target, live=True, size=size)  # noqa: E731
+    elif (spec.isascii() and spec.isdigit()) or spec.startswith("/dev/video"):
+        target: str | int = spec
+        if spec.isdigit():  # ASCII digits only: "٣" is no camera 3
+            if int(spec) > MAX_CAMERA_INDEX:  # OpenCV takes a C int, and reads 100 and up as a backend
+                raise SourceOpenError(f"{short_name(spec)}: a camera number must be 0..{MAX_CAMERA_INDEX} "
+                                      "(or give its device, /dev/videoN)")
+            target = int(spec)
+        else:
+            opencv_path(spec, SourceOpenError, "camera")
+        opener = lambda: VideoCaptureSource(  # noqa: E731
+            target, live=True, size=size, max_pixels=max_pixels)
     else:
-        return _open_path(Path(spec), loop, images)
+        return _open_path(spec, loop, images)
     return ReopeningSource(opener, reopen[0], reopen[1], should_stop=should_stop, on_wait=on_wait)
 
 
-def _open_path(path: Path, loop: bool, images: dict[str, Any]) -> FrameSource:
+def short_name(text: str, limit: int = 200) -> str:
+    """A source as given, cut to fit one error line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _open_path(spec: str, loop: bool, images: dict[str, Any]) -> FrameSource:
+    """A file or folder source. Messages name the source as given (Path would turn rtsp://h/x into rtsp:/h/x)."""
+    problem = name_problem(spec, opencv=False)
+    if problem is not None:
+        raise SourceOpenError(f"{spec!a}: {problem}")
+    path = Path(spec)
+    shown = short_name(spec)
     try:
         mode = path.stat().st_mode
     except FileNotFoundError as e:
-        raise SourceOpenError(f"{path}: no such file, folder or camera") from e
+        hint = " (URLs are not read: give a camera, a file or a folder)" if "://" in spec else ""
+        raise SourceOpenError(f"{shown}: no such file, folder or camera{hint}") from e
     except OSError as e:
-        raise SourceOpenError(f"{path}: cannot open ({e.strerror})") from e
+        raise SourceOpenError(f"{shown}: cannot open ({e.strerror})") from e
     if stat.S_ISDIR(mode):
         return folder_source(path, loop, **images)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
-        raise SourceOpenError(f"{path}: not an image, video or folder ({suffix or 'no suffix'})")
+        raise SourceOpenError(f"{shown}: not an image, video or folder ({suffix or 'no suffix'})")
     if not stat.S_ISREG(mode):  # a FIFO or a device named .jpg would block the reader forever
-        raise SourceOpenError(f"{path}: not a regular file")
+        raise SourceOpenError(f"{shown}: not a regular file")
     if suffix in IMAGE_SUFFIXES:
         return ImageFilesSource([path], str(path), loop=loop, **images)
-    if not utf8_name(path):
-        raise SourceOpenError(f"{os.fspath(path)!a}: the file name is not valid UTF-8; rename the video")
+    opencv_path(spec, SourceOpenError, "video source")
     if not os.access(path, os.R_OK):
-        raise SourceOpenError(f"{path}: cannot open (Permission denied)")
-    return VideoCaptureSource(str(path), live=False, loop=loop)
+        raise SourceOpenError(f"{shown}: cannot open (Permission denied)")
+    return VideoCaptureSource(str(path), live=False, loop=loop, max_pixels=images["max_pixels"])
