@@ -23,17 +23,18 @@ from .errors import FeedError, InputError
 
 log = logging.getLogger(__name__)
 
-# New readers taken per message; the listen backlog holds the rest. Without a bound, a client that
-# connects and disconnects in a tight loop makes every publish accept thousands of sockets.
-MAX_ACCEPTS_PER_PUBLISH = 4
-# Connections that were closed before they were taken in (a client that connects and disconnects in a
-# loop) are discarded without counting against MAX_ACCEPTS_PER_PUBLISH, up to this many per publish:
-# they must not keep live readers waiting behind them in the backlog.
-MAX_ACCEPT_CALLS_PER_PUBLISH = 32
 # Connections the kernel holds until they are accepted: a burst of readers that connect at once (120 and
 # more) waits there instead of being refused with EAGAIN. Not more: a flapping client could fill a
 # larger backlog faster than it drains, and live readers wait behind whatever is queued.
 LISTEN_BACKLOG = 256
+# New readers taken per message; the listen backlog holds the rest until the next message.
+MAX_ACCEPTS_PER_PUBLISH = 16
+# accept() calls per message, live or not: enough to go through a full backlog. A client that connects
+# and disconnects as fast as it can (millions of times) keeps the backlog full of connections closed
+# before they were taken in; each is discarded at the cost of three system calls, and a reader queued
+# behind them is reached within the same message, never starved. Bounded: one message costs at most
+# this many accepts (~1-3 ms), whatever the flood.
+MAX_ACCEPT_CALLS_PER_PUBLISH = LISTEN_BACKLOG + MAX_ACCEPTS_PER_PUBLISH
 # sockaddr_un.sun_path is 108 bytes with its terminating NUL.
 MAX_PATH_BYTES = 107
 
