@@ -330,6 +330,12 @@ class ModelRunner:
                                        for i in range(0, count, self.max_batch)])
             if count != self._batch:
                 self._resize(count)
+                if tensor_bytes(self._interp.get_tensor_details()) > MAX_TENSOR_BYTES:  # grew faster than linearly
+                    log.warning("%s: a batch of %d faces takes more than %d MiB; classifying one face at a time",
+                                self.path, count, MAX_TENSOR_BYTES >> 20)
+                    self.batchable = False
+                    self._resize(1)
+                    return self._classify(faces)
             return self._invoke(faces)
         if self._batch != 1:
             self._resize(1)

@@ -324,6 +324,18 @@ def test_model_that_tiles_to_ten_gigabytes_is_refused_by_fer_edge(tmp_path):
     assert time.monotonic() - started < 60
 
 
+def test_batch_past_the_tensor_cap_falls_back_to_one_face_at_a_time(tiny_model, monkeypatch):
+    import ferlite.edge.runner as runner_module
+
+    runner = runner_module.ModelRunner(tiny_model, threads=1)
+    single = runner_module.tensor_bytes(runner._interp.get_tensor_details())
+    monkeypatch.setattr(runner_module, "MAX_TENSOR_BYTES", single + 1000)  # a batch of 8 no longer fits
+    faces = np.random.default_rng(0).integers(0, 256, (8, 84, 84), dtype=np.uint8)
+    probs = runner.classify(faces)
+    assert probs.shape == (8, 6) and not runner.batchable
+    assert runner_module.tensor_bytes(runner._interp.get_tensor_details()) <= single + 1000
+
+
 def test_probabilities_that_are_not_finite_are_an_error_for_that_frame(tmp_path):
     from ferlite.edge.runner import ModelRunner
 
