@@ -1,7 +1,9 @@
-"""Every exception ferlite raises on purpose, in one place, under one root: FerliteError.
+"""The root of every exception ferlite raises on purpose, FerliteError, and the edge's own errors.
 
 A caller that only wants "did ferlite refuse this?" catches FerliteError; the subclasses say what
-was refused, for callers that act differently on each.
+was refused, for callers that act differently on each. Each package owns its errors under this one
+root: the edge's are here (with the settings errors every command shares), training's in
+`ferlite.train.errors`, conversion's in `ferlite.convert.errors`.
 """
 
 from __future__ import annotations
@@ -9,10 +11,6 @@ from __future__ import annotations
 
 class FerliteError(Exception):
     """The root of every error ferlite raises on purpose (bad input, a refused model, ...)."""
-
-
-class ConversionError(FerliteError):
-    """The TFLite converter refused the model."""
 
 
 class InputError(FerliteError, ValueError):
@@ -28,30 +26,6 @@ class ConfigError(FerliteError, ValueError):
 
 class UsageError(FerliteError, ValueError):
     """A command was given a bad combination of options or a missing input file or folder."""
-
-
-class DataError(FerliteError, ValueError):
-    """A data set is missing, empty or not in the layout its kind expects."""
-
-
-class SplitError(FerliteError, ValueError):
-    """A subject list or split setting is unusable."""
-
-
-class ClassMapError(FerliteError, ValueError):
-    """A --class-map entry is malformed or names no known label."""
-
-
-class ResumeError(ConfigError):
-    """--resume was asked for but the run folder has no usable checkpoint."""
-
-
-class InitError(UsageError):
-    """The --init model cannot be loaded or has another architecture."""
-
-
-class AgreementError(FerliteError):
-    """The converted model disagrees with the Keras model too often; nothing was written."""
 
 
 # The edge: model, camera, feed, start-up.
