@@ -5,7 +5,7 @@
 #
 #   where the data is:  fer-train --data ferplus=../shared/data/ferplus \
 #                           --data crops:ckplus=../shared/data/ckplus48_hugoiwnl --data crops:ckplus48=../shared/data/ckplus48 \
-#                           --test-subjects train/splits/ckplus-test-subjects.txt \
+#                           --test-subjects src/ferlite/train/subject_lists/ckplus-test-subjects.txt \
 #                           --pack .pack/shipped.ferpack --dry-run --out runs/pack
 #   on the GPU box:     scripts/gpu_retrain.sh            (PACK, EPOCHS, BATCH, LR, RESULTS, KERAS_BACKEND to change)
 #
@@ -28,10 +28,8 @@ site=$(mktemp -d)
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl
 fi
-# ferlite's three folders as the ferlite namespace without installing (pyproject maps them the same way).
-mkdir -p "$site/ferlite"
-for part in edge train convert; do ln -sfn "$PWD/$part" "$site/ferlite/$part"; done
-export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+# src/ferlite is the ferlite namespace as it is: importable without installing.
+export PYTHONPATH="$site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
 args=(--from-pack "$PACK" --repeat ckplus=4 --repeat ckplus48=2 --targets votes --class-weight-power 0.5

@@ -21,7 +21,7 @@ from ferlite.train.labels import LabelMapper
 from ferlite.train.splits import read_subject_list
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_SUBJECTS = ROOT / "train" / "splits" / "ckplus-test-subjects.txt"
+TEST_SUBJECTS = ROOT / "src" / "ferlite" / "train" / "subject_lists" / "ckplus-test-subjects.txt"
 CKPLUS_FOLDERS = ("ckplus48_hugoiwnl", "ckplus48")
 
 

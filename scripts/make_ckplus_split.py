@@ -1,4 +1,4 @@
-"""Pick the fixed CK+ held-out subjects (train/splits/ckplus-test-subjects.txt).
+"""Pick the fixed CK+ held-out subjects (src/ferlite/train/subject_lists/ckplus-test-subjects.txt).
 
 25 of the 123 subjects in ../shared/data/ckplus48_hugoiwnl, chosen among 3,000 seeded random draws as the
 draw whose per-class image counts are closest to 20% of each class. Re-running gives the same list.

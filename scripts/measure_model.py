@@ -10,9 +10,10 @@ Sets (the test side by default; every one read by ferlite.train's own readers):
 - FER+ FER2013Test (or FER2013Valid): majority label of the 10 crowd votes; faces whose majority is fear,
   contempt, unknown or not-a-face, and ties for the top, are left out and counted.
 - FER2013 PrivateTest (or PublicTest), the original single labels, fear dropped (for comparability).
-- CK+ held-out subjects (train/splits/ckplus-test-subjects.txt) in both crop styles, ckplus48_hugoiwnl (neutral
-  first frames and peak frames) and ckplus48 (three near-peak frames per sequence). With --side val the CK+
-  subjects are those on the validation side of a run's manifest (--manifest), or left out without one.
+- CK+ held-out subjects (src/ferlite/train/subject_lists/ckplus-test-subjects.txt) in both crop styles,
+  ckplus48_hugoiwnl (neutral first frames and peak frames) and ckplus48 (three near-peak frames per sequence).
+  With --side val the CK+ subjects are those on the validation side of a run's manifest (--manifest), or left
+  out without one.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ferlite.train.report import confusion_matrix, metrics_from_confusion
 from ferlite.train.splits import read_manifest, read_subject_list
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_SUBJECTS = ROOT / "train" / "splits" / "ckplus-test-subjects.txt"
+TEST_SUBJECTS = ROOT / "src" / "ferlite" / "train" / "subject_lists" / "ckplus-test-subjects.txt"
 SEP = "__"
 FER2013_SPLIT = {"test": "PrivateTest", "val": "PublicTest"}
 FERPLUS_FOLDER = {"test": "FER2013Test", "val": "FER2013Valid"}

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         report["training_sharpness"] = {"median": float(np.median(train)),
                                         "p10": float(np.percentile(train, 10)),
                                         "p90": float(np.percentile(train, 90))}
-    photos = sorted((ROOT / "edge" / "demo").glob("*.jpg"))
+    photos = sorted((ROOT / "src" / "ferlite" / "edge" / "demo").glob("*.jpg"))
     rows = []
     for photo_path in photos:
         photo = cv2.imread(str(photo_path))

@@ -14,7 +14,7 @@ from ferlite.train.backend import configured_backend, missing_module
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 SHARED_DATA = ROOT.parent / "shared" / "data"
-DEMO_DIR = ROOT / "edge" / "demo"
+DEMO_DIR = ROOT / "src" / "ferlite" / "edge" / "demo"
 TINY_MODEL = FIXTURES / "tiny_int8.tflite"
 
 # An install without the training extra (pip install '.[edge,dev]') runs the suite too: the tests that train or

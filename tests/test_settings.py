@@ -1,4 +1,4 @@
-"""One settings kernel (edge/settings.py) for fer-edge, fer-mqtt and fer-train: every setting of every config
+"""One settings kernel (ferlite.edge.settings) for fer-edge, fer-mqtt and fer-train: every setting of every config
 is checked the same way, so a fault planted in any of them is refused, naming it, in one line.
 
 The parametrised tests enumerate the configs' fields: a setting added later is covered without editing them."""

@@ -10,7 +10,7 @@ import numpy as np
 
 
 def sources(repo: Path) -> list[np.ndarray]:
-    images = [cv2.imread(str(p)) for p in sorted((repo / "edge" / "demo").glob("*.jpg"))]
+    images = [cv2.imread(str(p)) for p in sorted((repo / "src" / "ferlite" / "edge" / "demo").glob("*.jpg"))]
     try:
         from skimage import data
 

@@ -454,7 +454,7 @@ def make_clip(ctx: Ctx) -> None:
     import cv2
     import numpy as np
 
-    photo = cv2.imread(str(ROOT / "edge" / "demo" / "astronaut_640x480_1.jpg"))
+    photo = cv2.imread(str(ROOT / "src" / "ferlite" / "edge" / "demo" / "astronaut_640x480_1.jpg"))
     writer = cv2.VideoWriter(str(ctx.root / "c2.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 15, (640, 480))
     for i in range(30):
         writer.write(np.roll(photo, i, axis=1))

@@ -21,7 +21,7 @@ MATCH_IOU = 0.4
 
 def default_model() -> Path:
     """The shipped model when it exists, else the committed test fixture."""
-    shipped = ROOT / "edge" / "models" / "ferlite_int8.tflite"
+    shipped = ROOT / "src" / "ferlite" / "edge" / "models" / "ferlite_int8.tflite"
     return shipped if shipped.is_file() else ROOT / "tests" / "fixtures" / "tiny_int8.tflite"
 
 

@@ -26,7 +26,7 @@ from ferlite.edge.preprocess import Box
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
-ASTRONAUT = ROOT / "edge" / "demo" / "astronaut.jpg"
+ASTRONAUT = ROOT / "src" / "ferlite" / "edge" / "demo" / "astronaut.jpg"
 FER2013 = ROOT.parent / "shared" / "data" / "fer2013"
 FRAME_W, FRAME_H = 640, 480
 

@@ -1,7 +1,7 @@
 """Cheap detection between searches: follow known faces in small regions, give them ids.
 
 Each known face is searched for only in a region around its last box, at scales near its last
-size. New faces are looked for by NewFaceSearch (edge/sweep.py): only where the picture changed
+size. New faces are looked for by NewFaceSearch (sweep.py): only where the picture changed
 (or every `refresh_every` frames, everywhere), a few scales at a time, within a budget per
 frame, so no frame after the first pays for a whole-frame search. A known face not found in its
 region is looked for around where it was, at scales near its size, on the same frame; it

@@ -296,7 +296,7 @@ def read_ferplus(root: Path, dataset: str, mapper: LabelMapper,
 def read_source(source: DataSource, mapper: LabelMapper) -> ReadResult:
     if source.kind != "synthetic" and not source.path.exists():
         raise DataError(f"--data {source.kind}:{source.name}={source.path}: no such folder "
-                        f"(where each data set comes from: train/README.md, Data sets)")
+                        f"(where each data set comes from: docs/training.md, Data sets)")
     if source.kind == "ferplus":
         return read_ferplus(source.path, source.name, mapper)
     if source.kind == "ckplus":

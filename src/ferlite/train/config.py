@@ -159,7 +159,7 @@ Training_/PublicTest_/PrivateTest_ (FER2013) keep that split as train/val/test.
 Example:
   fer-train --data crops:ckplus=../shared/data/ckplus48_hugoiwnl \\
             --data crops:fer2013=../shared/data/fer2013 \\
-            --test-subjects train/splits/ckplus-test-subjects.txt --out runs/merged
+            --test-subjects src/ferlite/train/subject_lists/ckplus-test-subjects.txt --out runs/merged
 """
 
 
