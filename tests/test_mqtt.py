@@ -373,14 +373,16 @@ def test_discovery_payloads_share_one_device() -> None:
     messages = {topic: json.loads(p) for topic, p in discovery_messages(config).items()}
     assert sorted(messages) == [
         "homeassistant/binary_sensor/ferlite_kitchen/someone/config",
+        "homeassistant/event/ferlite_kitchen/face/config",
         "homeassistant/sensor/ferlite_kitchen/expression/config",
         "homeassistant/sensor/ferlite_kitchen/faces/config",
     ]
-    for payload in messages.values():
-        assert payload["state_topic"] == "home/ferlite/kitchen/state"
+    for topic, payload in messages.items():
+        state = "ha_event" if "/event/" in topic else "state"
+        assert payload["state_topic"] == f"home/ferlite/kitchen/{state}"
         assert payload["availability_topic"] == "home/ferlite/kitchen/availability"
         assert payload["device"]["identifiers"] == ["ferlite_kitchen"]
-    assert len({p["unique_id"] for p in messages.values()}) == 3
+    assert len({p["unique_id"] for p in messages.values()}) == 4
     assert MqttConfig().effective_device_id  # the host name, made topic-safe
 
 

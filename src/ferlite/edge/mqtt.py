@@ -16,7 +16,6 @@ value. Settings, topics and payloads: docs/mqtt.md.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -32,18 +31,30 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from .contract import LABELS
 from .errors import FeedError
 from .feed import check_socket_path, iterate_messages
+from .ha import (
+    Calm,
+    Throttle,
+    Topics,
+    attributes,
+    discovery_messages,
+    dumps,
+    ha_event,
+    removed_discovery_topics,
+    scene_scores,
+    status_topic,
+)
 from .mqtt_config import (
     MqttConfig,
     MqttConfigError,
     check_files,
     describe,
     load_config,
+    read_model,
     read_password,
 )
-from .version import package_version, version_text
+from .version import version_text
 
 log = logging.getLogger("ferlite.mqtt")
 
@@ -64,88 +75,7 @@ MAX_FACES = 256
 MAX_LABEL_CHARS = 64
 MAX_ID = 2**63 - 1
 MAX_TRACKS = 4096  # open tracks remembered at most (the least recently seen are forgotten)
-
-
-def _dumps(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, separators=(",", ":"))
-
-
-# --- topics and Home Assistant discovery ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Topics:
-    base: str
-
-    @property
-    def availability(self) -> str:
-        return f"{self.base}/availability"
-
-    @property
-    def state(self) -> str:
-        return f"{self.base}/state"
-
-    @property
-    def frame(self) -> str:
-        return f"{self.base}/frame"
-
-    @property
-    def event(self) -> str:
-        return f"{self.base}/event"
-
-    @property
-    def bridge(self) -> str:
-        return f"{self.base}/bridge"
-
-
-def discovery_messages(config: MqttConfig) -> dict[str, str]:
-    """Home Assistant discovery: topic -> retained config, for three entities under one device."""
-    topics = Topics(config.base_topic)
-    device_id = config.effective_device_id
-    node = f"ferlite_{device_id}"
-    device = {
-        "identifiers": [node],
-        "name": config.effective_device_name,
-        "manufacturer": "ferlite",
-        "model": "fer-edge facial-expression recognition",
-        "sw_version": package_version(),
-    }
-    common = {
-        "state_topic": topics.state,
-        "availability_topic": topics.availability,
-        "payload_available": "online",
-        "payload_not_available": "offline",
-        "device": device,
-        "origin": {"name": "ferlite fer-mqtt", "sw_version": package_version()},
-    }
-    entities: list[tuple[str, str, dict[str, Any]]] = [
-        ("sensor", "expression", {
-            "name": "Expression",
-            "value_template": "{{ value_json.dominant or 'none' }}",
-            "device_class": "enum",
-            "options": [*LABELS, "none"],
-            "icon": "mdi:emoticon-outline",
-        }),
-        ("sensor", "faces", {
-            "name": "Faces in view",
-            "value_template": "{{ value_json.faces }}",
-            "state_class": "measurement",
-            "unit_of_measurement": "faces",
-            "icon": "mdi:account-multiple",
-        }),
-        ("binary_sensor", "someone", {
-            "name": "Someone in view",
-            "value_template": "{{ 'ON' if value_json.faces > 0 else 'OFF' }}",
-            "payload_on": "ON",
-            "payload_off": "OFF",
-            "device_class": "occupancy",
-        }),
-    ]
-    messages = {}
-    for component, object_id, extra in entities:
-        payload = {**extra, "unique_id": f"{node}_{object_id}", **common}
-        messages[f"{config.discovery_prefix}/{component}/{node}/{object_id}/config"] = _dumps(payload)
-    return messages
+MAX_SCORES = 32  # labels in a face's `scores` at most (fer-edge's models have 6)
 
 
 # --- the outbox: bounded, shared by the feed thread (puts) and the broker thread (takes) --------------
@@ -251,6 +181,7 @@ class _Track:
     frames: int = 0
     counts: Counter[str] = field(default_factory=Counter)
     score_sums: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    first: dict[str, Any] | None = None  # label, score, ts and frame at its "new" (the end event's `before`)
 
     def see(self, ts: float, label: str, score: float) -> None:
         self.last_ts = max(self.last_ts, ts)
@@ -309,7 +240,24 @@ def _faces(message: dict[str, Any]) -> list[dict[str, Any]]:
         box = face.get("box")
         if isinstance(box, list) and len(box) == 4 and all(_number(v) is not None for v in box):
             item["box"] = box
+        scores = _scores(face.get("scores"))
+        if scores:
+            item["scores"] = scores
         clean.append(item)
+    return clean
+
+
+def _scores(scores: Any) -> dict[str, float] | None:
+    """A face's `scores` (label -> probability) when it is one: at most MAX_SCORES labels of at most
+    MAX_LABEL_CHARS, each a finite number in 0..1; None otherwise (the face's label and score stand in)."""
+    if not isinstance(scores, dict) or not 0 < len(scores) <= MAX_SCORES:
+        return None
+    clean = {}
+    for label, value in scores.items():
+        number = _number(value)
+        if not isinstance(label, str) or len(label) > MAX_LABEL_CHARS or number is None or not 0 <= number <= 1:
+            return None
+        clean[label] = number
     return clean
 
 
@@ -318,27 +266,35 @@ def _score(face: dict[str, Any]) -> float:
 
 
 class Translator:
-    """fer-edge frames in, MQTT messages (into the outbox) out. Not thread-safe: callers hold `lock`."""
+    """fer-edge frames in, MQTT messages (into the outbox) out. Not thread-safe: callers hold `lock`.
 
-    def __init__(self, config: MqttConfig, outbox: Outbox, clock: Callable[[], float] = time.monotonic) -> None:
+    The retained `state` carries the calm dominant expression (`ha.Calm`): it is published when the faces in
+    view or the dominant expression change (at most once per state_interval_s) and every heartbeat_s; the
+    `attributes` on change, at most once per attributes_interval_s."""
+
+    def __init__(self, config: MqttConfig, outbox: Outbox, clock: Callable[[], float] = time.monotonic,
+                 model: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.topics = Topics(config.base_topic)
         self.outbox = outbox
         self.clock = clock
+        self.model = model
         self.lock = threading.Lock()
         self.tracks: dict[int, _Track] = {}
         self.frames = 0
         self.feed_up = False
         self._summary_due = 0.0
         self._skipped = 0
-        self._state_key: tuple[Any, ...] | None = None
-        self._state_pending: dict[str, Any] | None = None
-        self._state_sent_at = -float("inf")
-        outbox.put_retained(self.topics.availability, "offline")
-        if config.discovery:
+        self.calm = Calm(config.hold_s, config.hold_margin, config.none_after_s)
+        self._state = Throttle(config.state_interval_s, config.heartbeat_s)
+        self._attributes = Throttle(config.attributes_interval_s)
+        self._ha_events = config.discovery and "face" not in config.disabled_entities
+        if config.discovery:  # no availability yet: the first one said is `online`, once the feed is read
             for topic, payload in discovery_messages(config).items():
                 outbox.put_retained(topic, payload)
-        self._set_state({"faces": 0, "dominant": None, "labels": {}, "ts": None, "frame": None}, force=True)
+            for topic in removed_discovery_topics(config):
+                outbox.put_retained(topic, "")  # an empty retained config: Home Assistant removes the entity
+        self._put_state(self._state_of([], None, None), force=True)
 
     # the feed
     def feed_connected(self) -> None:
@@ -352,7 +308,9 @@ class Translator:
         for track_id in sorted(self.tracks):
             self._end(track_id, ts, None, reason="feed lost")
         self.tracks.clear()
-        self._set_state({"faces": 0, "dominant": None, "labels": {}, "ts": ts, "frame": None}, force=True)
+        self.calm.clear(ts)
+        self._put_state(self._state_of([], ts, None), force=True)
+        self._put_attributes({}, [], force=True)
         self.outbox.put_retained(self.topics.availability, "offline")
 
     def handle(self, message: dict[str, Any]) -> None:
@@ -361,18 +319,36 @@ class Translator:
         now = self.clock()
         faces = _faces(message)  # first: a message refused here changes nothing
         events = message.get("events")
-        events = events if isinstance(events, list) else []
         self.frames += 1
         ts = _number(message.get("ts"))
         ts = ts if ts is not None else time.time()
         frame = _whole(message.get("frame"))
+        self._follow_tracks(faces, events if isinstance(events, list) else [], ts, frame)
+        scores = scene_scores(faces)
+        self.calm.see(scores, now, ts)
+        self._put_state(self._state_of(faces, ts, frame))
+        self._put_attributes(scores, faces)
+        self._summarise(faces, ts, frame, now)
+
+    def tick(self) -> None:
+        """Between frames: the expression becomes none once no face was seen for none_after_s; a change held
+        back by an interval is published when it ends; the state's heartbeat."""
+        now = self.clock()
+        if self.calm.expire(now, time.time()) and self._state.latest is not None:
+            self._put_state({**self._state.latest, "faces": 0, "labels": {}, "dominant": None,
+                             "since": self.calm.since})
+        for topic, throttle in ((self.topics.state, self._state), (self.topics.attributes, self._attributes)):
+            payload = throttle.due(now)
+            if payload is not None:
+                self.outbox.put_retained(topic, dumps(payload))
+
+    def _follow_tracks(self, faces: list[dict[str, Any]], events: list[Any], ts: float, frame: int | None) -> None:
         by_track: dict[int, dict[str, Any]] = {}
         for face in faces:
             track_id = face.get("track")
             if track_id is not None:
                 by_track[track_id] = face
-                track = self.tracks.setdefault(track_id, _Track(ts, ts))
-                track.see(ts, face["label"], _score(face))
+                self.tracks.setdefault(track_id, _Track(ts, ts)).see(ts, face["label"], _score(face))
         for event in events:
             if not isinstance(event, dict) or _whole(event.get("track")) is None:
                 continue
@@ -382,50 +358,49 @@ class Translator:
                 self._end(event["track"], ts, frame)
         self._forget_stale(ts)
 
-        counts = Counter(face["label"] for face in faces)
-        sums: defaultdict[str, float] = defaultdict(float)
-        for face in faces:
-            sums[face["label"]] += _score(face)
-        state = {"faces": len(faces), "dominant": dominant_label(counts, sums),
-                 "labels": dict(sorted(counts.items())), "ts": ts, "frame": frame}
-        self._set_state(state)
-
+    def _summarise(self, faces: list[dict[str, Any]], ts: float, frame: int | None, now: float) -> None:
         rate = self.config.summary_rate
         if rate > 0 and now >= self._summary_due:
             self._summary_due = max(self._summary_due + 1.0 / rate, now)
             summary = {
-                "frame": frame, "ts": ts, "count": len(faces), "dominant": state["dominant"],
+                "frame": frame, "ts": ts, "count": len(faces), "dominant": self.calm.dominant,
                 "faces": [{k: face[k] for k in ("track", "label", "score", "box") if k in face} for face in faces],
                 "skipped": self._skipped,
             }
             self._skipped = 0
-            self.outbox.put_summary(self.topics.frame, _dumps(summary))
+            self.outbox.put_summary(self.topics.frame, dumps(summary))
         else:
             self._skipped += 1
 
-    def tick(self) -> None:
-        """Publish a state change that was held back by state_interval_s once the interval is over."""
-        if self._state_pending is not None and self.clock() - self._state_sent_at >= self.config.state_interval_s:
-            self._publish_state(self._state_pending)
-
-    # events
+    # events: fer-edge's new/end on the raw topic (Frigate-like: type, before, after), and Home Assistant's
     def _new(self, track_id: int, ts: float, frame: Any, face: dict[str, Any] | None) -> None:
-        self.tracks.setdefault(track_id, _Track(ts, ts))
-        event = {"type": "new", "track": track_id, "ts": ts, "frame": frame,
-                 "label": face["label"] if face else None, "score": round(_score(face), 4) if face else None}
-        self.outbox.put_event(self.topics.event, _dumps(event))
+        track = self.tracks.setdefault(track_id, _Track(ts, ts))
+        label = face["label"] if face else None
+        score = round(_score(face), 4) if face else None
+        track.first = {"label": label, "score": score, "ts": ts, "frame": frame}
+        event = {"type": "new", "track": track_id, "ts": ts, "frame": frame, "label": label, "score": score,
+                 "before": track.first, "after": track.first}
+        self.outbox.put_event(self.topics.event, dumps(event))
+        self._put_ha_event("new", track_id, label)
 
     def _end(self, track_id: int, ts: float, frame: Any, reason: str | None = None) -> None:
         track = self.tracks.pop(track_id, None)
         event: dict[str, Any] = {"type": "end", "track": track_id, "ts": ts, "frame": frame}
         if track is None:
-            event.update(label=None, duration_s=0.0, frames=0, labels={})
+            event.update(label=None, duration_s=0.0, frames=0, labels={}, before=None)
         else:
             event.update(label=track.dominant(), duration_s=round(track.last_ts - track.first_ts, 3),
-                         frames=track.frames, labels=dict(sorted(track.counts.items())))
+                         frames=track.frames, labels=dict(sorted(track.counts.items())), before=track.first)
+        event["after"] = {"label": event["label"], "ts": ts, "frame": frame, "duration_s": event["duration_s"]}
         if reason:
             event["reason"] = reason
-        self.outbox.put_event(self.topics.event, _dumps(event))
+        self.outbox.put_event(self.topics.event, dumps(event))
+        self._put_ha_event("end", track_id, event["label"], event["duration_s"])
+
+    def _put_ha_event(self, kind: str, track_id: int, label: str | None, duration_s: float | None = None) -> None:
+        payload = ha_event(kind, track_id, label, duration_s) if self._ha_events else None
+        if payload is not None:
+            self.outbox.put_event(self.topics.ha_event, payload)
 
     def _forget_stale(self, ts: float) -> None:
         for track_id in [t for t, track in self.tracks.items() if ts - track.last_ts > STALE_TRACK_S]:
@@ -435,23 +410,23 @@ class Translator:
             for track_id in sorted(self.tracks, key=lambda t: self.tracks[t].last_ts)[:len(self.tracks) - MAX_TRACKS]:
                 del self.tracks[track_id]
 
-    # the retained state
-    def _set_state(self, state: dict[str, Any], force: bool = False) -> None:
-        key = (state["faces"], state["dominant"], tuple(state["labels"].items()))
-        if key == self._state_key and not force:
-            if self._state_pending is not None:
-                self._state_pending = state  # keep the newest timestamps for the held-back change
-            return
-        self._state_key = key
-        if force or self.clock() - self._state_sent_at >= self.config.state_interval_s:
-            self._publish_state(state)
-        else:
-            self._state_pending = state
+    # the retained state and attributes
+    def _state_of(self, faces: list[dict[str, Any]], ts: float | None, frame: int | None) -> dict[str, Any]:
+        counts = Counter(face["label"] for face in faces)
+        return {"faces": len(faces), "dominant": self.calm.dominant, "since": self.calm.since,
+                "labels": dict(sorted(counts.items())), "ts": ts, "frame": frame}
 
-    def _publish_state(self, state: dict[str, Any]) -> None:
-        self._state_pending = None
-        self._state_sent_at = self.clock()
-        self.outbox.put_retained(self.topics.state, _dumps(state))
+    def _put_state(self, state: dict[str, Any], force: bool = False) -> None:
+        payload = self._state.offer((state["faces"], state["dominant"]), state, self.clock(), force)
+        if payload is not None:
+            self.outbox.put_retained(self.topics.state, dumps(payload))
+
+    def _put_attributes(self, scores: Mapping[str, float], faces: list[dict[str, Any]], force: bool = False) -> None:
+        tracks = [face["track"] for face in faces if "track" in face]
+        payload = attributes(self.calm, scores, tracks, len(faces), self.model)
+        sent = self._attributes.offer(payload, payload, self.clock(), force)
+        if sent is not None:
+            self.outbox.put_retained(self.topics.attributes, dumps(sent))
 
 
 # --- the threads ---------------------------------------------------------------------------------------
@@ -495,6 +470,25 @@ class Worker(threading.Thread):
 # --- the broker connection ----------------------------------------------------------------------------
 
 
+class Backoff:
+    """The wait before the next connection attempt (the broker's or the feed's): reconnect_initial_s, doubled
+    up to reconnect_max_s; at most restart_probe_s after a refusal (the host is up and nothing listens: the
+    broker or fer-edge is restarting, and a refused attempt costs nothing), so it is found within about
+    restart_probe_s of its return."""
+
+    def __init__(self, config: MqttConfig) -> None:
+        self.config = config
+        self.delay = config.reconnect_initial_s
+
+    def reset(self) -> None:
+        self.delay = self.config.reconnect_initial_s
+
+    def wait(self, refused: bool) -> float:
+        wait = min(self.delay, self.config.restart_probe_s) if refused else self.delay
+        self.delay = min(self.delay * 2, self.config.reconnect_max_s)
+        return wait
+
+
 class BrokerLink(Worker):
     """Owns the paho client: connect with backoff forever, drain the outbox while connected."""
 
@@ -518,9 +512,15 @@ class BrokerLink(Worker):
         self._down_since: float | None = time.monotonic()
         self._dropped_at_down = (0, 0)
         self._stats_due = 0.0
+        self._stats_feed: bool | None = None  # the feed as the bridge topic last said it
+        self._attempts = 0  # failed connection attempts since the last connection
+        self._last_error: str | None = None
+        self._logged_at = -math.inf
+        self._status_topic = status_topic(config) if config.discovery else None
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=config.effective_client_id,
                              protocol=mqtt.MQTTv311, clean_session=True)
         client.on_connect = self._on_connect
+        client.on_message = self._on_message
         client.connect_timeout = CONNECT_TIMEOUT_S
         client.max_inflight_messages_set(20)
         client.max_queued_messages_set(200)
@@ -562,52 +562,83 @@ class BrokerLink(Worker):
         self.connected.set()
         self.outbox.resync()
         self._put_stats()
+        if self._status_topic is not None:
+            client.subscribe(self._status_topic, qos=1)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        """Home Assistant announces `online` on <discovery_prefix>/status when it starts: it is sent every
+        config (and the retained topics) again. A retained copy, replayed on subscribing, is no restart."""
+        if message.topic == self._status_topic and message.payload == b"online" and not message.retain:
+            log.info("Home Assistant is online (%s): sending discovery and the retained topics again",
+                     message.topic)
+            self.outbox.resync()
 
     def _put_stats(self) -> None:
+        """The retained bridge topic: on every connect, when the feed comes or goes, and every STATS_EVERY_S."""
         self._stats_due = time.monotonic() + STATS_EVERY_S
-        stats = {"connects": self.connects, "published": self.published, "feed": "up" if self.feed_up() else "down",
+        self._stats_feed = self.feed_up()
+        stats = {"connects": self.connects, "published": self.published, "feed": "up" if self._stats_feed else "down",
                  "dropped_summaries": self.outbox.dropped_summaries, "dropped_events": self.outbox.dropped_events,
                  "skipped_messages": self.skipped(), "ts": round(time.time(), 3)}
-        self.outbox.put_retained(self.topics.bridge, _dumps(stats))
+        self.outbox.put_retained(self.topics.bridge, dumps(stats))
 
     # the thread
     def work(self) -> None:
-        delay = self.config.reconnect_initial_s
-        last_error = None
-        attempts = 0
+        backoff = Backoff(self.config)
         while not self.stop.is_set():
+            refused = False
             try:
                 self.client.connect(self.config.host, self.config.port, self.config.keepalive)
             except (OSError, ValueError) as e:  # refused, unreachable, DNS, TLS (ssl.SSLError), timeout
                 error: str | None = f"unreachable ({str(e) or type(e).__name__})"
+                refused = isinstance(e, ConnectionRefusedError)
             else:
                 error = self._serve()
-            if self._connack_ok:
-                delay = self.config.reconnect_initial_s
-                attempts = 0
-                last_error = None
-                self._connack_ok = False
-                self.connected.clear()
-                self._down_since = time.monotonic()
-                self._dropped_at_down = (self.outbox.dropped_summaries, self.outbox.dropped_events)
-                if not self.stop.is_set():
-                    log.warning("lost the broker %s:%d; buffering (at most %d frame summaries, %d events) and "
-                                "reconnecting in %.1f s", self.config.host, self.config.port,
-                                self.outbox.max_summaries, self.outbox.max_events, delay)
-            elif error is not None and not self.stop.is_set():
-                attempts += 1
-                level = logging.WARNING if error != last_error else logging.INFO
-                log.log(level, "broker %s:%d %s; retrying in %.1f s (attempt %d)", self.config.host,
-                        self.config.port, error, delay, attempts)
-                last_error = error
             if self.stop.is_set():
                 break
-            self.stop.wait(delay)
-            delay = min(delay * 2, self.config.reconnect_max_s)
+            if self._connack_ok:
+                backoff.reset()
+                self._lost(backoff.wait(False))
+            elif error is not None:
+                wait = backoff.wait(refused)
+                self._log_failure(error, wait)
+                self.stop.wait(wait)
+            else:
+                self.stop.wait(backoff.wait(False))
         try:
             self.client.disconnect()
         except Exception:  # noqa: BLE001 - shutting down anyway
             pass
+
+    def _lost(self, wait: float) -> None:
+        """An established connection dropped: buffer from now on, and reconnect after `wait`."""
+        self._connack_ok = False
+        self._attempts = 0
+        self._last_error = None
+        self.connected.clear()
+        self._down_since = time.monotonic()
+        self._dropped_at_down = (self.outbox.dropped_summaries, self.outbox.dropped_events)
+        log.warning("lost the broker %s:%d; buffering (at most %d frame summaries, %d events) and reconnecting in "
+                    "%.1f s", self.config.host, self.config.port, self.outbox.max_summaries, self.outbox.max_events,
+                    wait)
+        self.stop.wait(wait)
+
+    def _log_failure(self, error: str, wait: float) -> None:
+        """A failed attempt: a warning when the reason is new, then at most one line per reconnect_max_s (the
+        rest at DEBUG: a restarting broker is probed every restart_probe_s)."""
+        self._attempts += 1
+        now = time.monotonic()
+        if error != self._last_error:
+            level = logging.WARNING
+        elif now - self._logged_at >= self.config.reconnect_max_s:
+            level = logging.INFO
+        else:
+            level = logging.DEBUG
+        if level > logging.DEBUG:
+            self._logged_at = now
+        log.log(level, "broker %s:%d %s; retrying in %.1f s (attempt %d)", self.config.host, self.config.port,
+                error, wait, self._attempts)
+        self._last_error = error
 
     def _serve(self) -> str | None:
         """Run the connection until it drops; on stop, say offline and flush briefly, then disconnect.
@@ -631,7 +662,7 @@ class BrokerLink(Worker):
                     return (f"took the TCP connection but sent no MQTT reply (CONNACK) in {CONNACK_TIMEOUT_S:g} s: "
                             "not an MQTT broker at that port, or a broker that hangs")
                 continue
-            if time.monotonic() >= self._stats_due:
+            if time.monotonic() >= self._stats_due or self.feed_up() != self._stats_feed:
                 self._put_stats()
             self._drain()
             if self.stop.is_set():
@@ -683,48 +714,61 @@ class FeedReader(Worker):
         self.stop = stop
         self.connections = 0
         self.bad_messages = 0
+        self._lost_at: float | None = None  # when a feed that was read went away
 
     def work(self) -> None:
-        delay = self.config.reconnect_initial_s
+        backoff = Backoff(self.config)
         last_reason = None
-        path = self.config.socket
         while not self.stop.is_set():
-            up = False
-            try:
-                for message in iterate_messages(path, timeout=self.config.feed_timeout_s, should_stop=self.stop.is_set,
-                                                on_skip=self._skip):
-                    if self.stop.is_set():
-                        return
-                    with self.translator.lock:
-                        if not up:
-                            up = True
-                            self.connections += 1
-                            delay = self.config.reconnect_initial_s
-                            last_reason = None
-                            log.info("reading the feed %s", path)
-                            self.translator.feed_connected()
-                        self._handle(message)
-                reason = "the daemon closed the feed"
-            except TimeoutError:
-                reason = f"no message for {self.config.feed_timeout_s:g} s"
-            except (FileNotFoundError, ConnectionRefusedError) as e:
-                reason = f"no fer-edge feed there ({e.strerror})"
-            except PermissionError:
-                reason = "permission denied (the reader needs the group 'fer')"
-            except OSError as e:
-                reason = str(e)
+            up, reason, refused = self._read()
             if self.stop.is_set():
                 return
             if up:
+                backoff.reset()
+                last_reason = None
+                self._lost_at = time.monotonic()
                 with self.translator.lock:
                     self.translator.feed_lost()
-                log.warning("feed %s lost: %s; reconnecting", path, reason)
-            elif reason != last_reason:
-                log.warning("feed %s: %s; retrying in %.1f s (backing off to %g s)", path, reason, delay,
+                log.warning("feed %s lost: %s; reconnecting", self.config.socket, reason)
+            wait = backoff.wait(refused)
+            if not up and reason != last_reason:
+                log.warning("feed %s: %s; retrying in %.1f s (backing off to %g s)", self.config.socket, reason, wait,
                             self.config.reconnect_max_s)
             last_reason = reason
-            self.stop.wait(delay)
-            delay = min(delay * 2, self.config.reconnect_max_s)
+            self.stop.wait(wait)
+
+    def _read(self) -> tuple[bool, str, bool]:
+        """Read the feed until it ends: whether a message came, why it ended, and whether the connection was
+        refused (no socket, or nobody listening on it: fer-edge is restarting)."""
+        up = False
+        try:
+            for message in iterate_messages(self.config.socket, timeout=self.config.feed_timeout_s,
+                                            should_stop=self.stop.is_set, on_skip=self._skip):
+                if self.stop.is_set():
+                    break
+                with self.translator.lock:
+                    if not up:
+                        up = True
+                        self._connected()
+                    self._handle(message)
+            return up, "the daemon closed the feed", False
+        except TimeoutError:
+            return up, f"no message for {self.config.feed_timeout_s:g} s", False
+        except (FileNotFoundError, ConnectionRefusedError) as e:
+            return up, f"no fer-edge feed there ({e.strerror})", True
+        except PermissionError:
+            return up, "permission denied (the reader needs the group 'fer')", False
+        except OSError as e:
+            return up, str(e), False
+
+    def _connected(self) -> None:
+        self.connections += 1
+        if self._lost_at is None:
+            log.info("reading the feed %s", self.config.socket)
+        else:
+            log.warning("feed %s back after %.1f s", self.config.socket, time.monotonic() - self._lost_at)
+            self._lost_at = None
+        self.translator.feed_connected()
 
     def _handle(self, message: Any) -> None:
         try:
@@ -772,6 +816,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config_file, overrides)
         check_files(config)
         check_limits(config, read_password(config))
+        read_model(config)
     except MqttConfigError as e:
         print(f"fer-mqtt: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
@@ -820,9 +865,9 @@ def run(config: MqttConfig, stop: threading.Event | None = None) -> int:
     outbox.on_first_drop = lambda kind: log.warning(
         "broker away or slow: %s buffer full, dropping the oldest (counted; reported on reconnect)",
         "event" if kind == "event" else "frame summary")
-    translator = Translator(config, outbox)
-    reader = FeedReader(config, translator, stop)
     try:
+        translator = Translator(config, outbox, model=read_model(config))
+        reader = FeedReader(config, translator, stop)
         link = BrokerLink(config, outbox, stop, lambda: translator.feed_up, lambda: reader.bad_messages)
     except MqttConfigError as e:
         print(f"fer-mqtt: {e}", file=sys.stderr)

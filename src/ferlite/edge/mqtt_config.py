@@ -3,6 +3,7 @@ with unknown keys refused, like fer-edge's; the password and TLS files read thro
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -27,6 +28,9 @@ _NO_CONTROL = r"[^\x00-\x1f\x7f]"
 _TOPIC_PREFIX = rf"(?=.{{1,{MAX_TOPIC_PREFIX}}}\Z)(?!\$)[^/+#\x00-\x1f\x7f]+(?:/[^/+#\x00-\x1f\x7f]+)*"
 _TOPIC_PREFIX_SAYS = (f"topic levels separated by '/', without '+', '#', control characters or empty levels, not "
                       f"starting with '$', at most {MAX_TOPIC_PREFIX} characters")
+# Home Assistant entities by object id (ha.py gives each its component); `disabled_entities` names them.
+HA_ENTITIES = ("expression", "faces", "someone", "face")
+MAX_SPEC_BYTES = 1 << 20  # a model spec is a few KB
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,22 @@ class MqttConfig(settings.Settings):
     summary_rate: float = setting(1.0, "frame summaries per second at most (0: none)", low=0.0, high=1000.0)
     state_interval_s: float = setting(1.0, "the retained state is published on change, at most once per interval",
                                       low=0.0, high=86400.0)
+    hold_s: float = setting(2.0, "a new dominant expression must lead for this long before the state changes",
+                            low=0.0, high=3600.0)
+    hold_margin: float = setting(0.1, "how far a new dominant expression must lead: its mean score over the "
+                                 "faces in view minus the current one's (0..1)",
+                                 low=0.0, high=1.0)
+    none_after_s: float = setting(5.0, "no face seen for this long: the expression is none and nobody is in view",
+                                  low=0.0, high=3600.0)
+    heartbeat_s: float = setting(60.0, "the state is published again this often without a change; Home Assistant "
+                                 "marks its sensors unavailable after 3 heartbeats without one", low=1.0, high=3600.0)
+    attributes_interval_s: float = setting(5.0, "the Expression sensor's attributes (scores, faces, tracks, model) "
+                                           "on change, at most once per interval", low=0.1, high=3600.0)
+    disabled_entities: tuple[str, ...] = setting((), "Home Assistant entities not to create (removed if they exist): "
+                                                 + ", ".join(HA_ENTITIES), pattern="|".join(HA_ENTITIES),
+                                                 says="one of " + ", ".join(HA_ENTITIES))
+    model_spec: str | None = setting(None, "the spec (<model>.spec.json) of the model fer-edge runs: its name and "
+                                     "sha256 go to the attributes", reads=True)
     qos: int = setting(1, "MQTT quality of service", choices=(0, 1, 2))
     keepalive: int = setting(30, "seconds between pings while idle", low=5, high=65535)
     client_id: str | None = setting(None, "MQTT client id (default: ferlite-<device_id>)",
@@ -72,6 +92,8 @@ class MqttConfig(settings.Settings):
     reconnect_initial_s: float = setting(0.5, "first wait before reconnecting (broker or feed), doubled up to the "
                                          "max", low=0.01, high=3600.0)
     reconnect_max_s: float = setting(30.0, "longest wait before reconnecting", low=0.01, high=3600.0)
+    restart_probe_s: float = setting(1.0, "while the broker's port or the feed socket refuses connections (restarting"
+                                     "), try again at least this often", low=0.05, high=3600.0)
     feed_timeout_s: float = setting(60.0, "no message from the feed for this long: reconnect to it",
                                     low=0.1, high=86400.0)
     log_level: str = setting("INFO", "how much is logged on stderr", choices=LOG_LEVELS, fold_case=True)
@@ -139,6 +161,27 @@ def _password_file(path: str) -> tuple[str, os.stat_result]:
         return data.decode("utf-8"), info
     except UnicodeDecodeError as e:
         raise MqttConfigError(f"{label}: not UTF-8 text") from e
+
+
+def read_model(config: MqttConfig) -> dict[str, str] | None:
+    """The model named by model_spec: its name (the file name without .spec.json) and version (the first 12
+    hex digits of its sha256, and its quantization); None without model_spec. MqttConfigError when the file
+    is not a spec."""
+    if config.model_spec is None:
+        return None
+    label = f"model_spec {config.model_spec}"
+    data, _ = settings.read_file(config.model_spec, MqttConfigError, label, "", MAX_SPEC_BYTES)
+    try:
+        spec = json.loads(data)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise MqttConfigError(f"{label}: not a JSON model spec ({str(e)[:80]})") from e
+    sha256 = spec.get("sha256") if isinstance(spec, dict) else None
+    if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise MqttConfigError(f"{label}: not a model spec (no sha256 of 64 hex digits)")
+    name = os.path.basename(config.model_spec).removesuffix(".json").removesuffix(".spec")
+    quantization = spec.get("quantization")
+    version = sha256[:12] + (f" {quantization}" if isinstance(quantization, str) and len(quantization) <= 16 else "")
+    return {"name": name[:64], "version": version}
 
 
 def check_files(config: MqttConfig) -> None:
