@@ -10,8 +10,10 @@ Photos to try it on ship inside the package: `DEMO_DIR / "astronaut.jpg"`, or al
 `__version__` is the installed distribution's version (`ferlite` itself is a namespace package of three
 folders and has none; see ferlite.edge.version).
 
-The API names (Recognizer, recognize, draw_result, the result types, InputError) load on first use,
-so that `import ferlite.edge.contract` stays as light as it was.
+Every name that needs numpy or OpenCV (Recognizer, recognize, draw_result, the result types,
+preprocess_face(s)) loads on first use (a module `__getattr__`, as rich does), so that `import ferlite.edge`
+and the commands that only read the feed (fer-watch, fer-mqtt) never load OpenCV (~330 ms, ~30 MB on a Pi);
+tests/test_light_imports.py holds that.
 """
 
 from __future__ import annotations
@@ -21,15 +23,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .contract import DEFAULT_MARGIN, INPUT_SIZE, LABELS, PREPROCESS_VERSION
-from .preprocess import preprocess_face, preprocess_faces
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # what mypy sees; at run time __getattr__ imports each on first use
     from .annotate import draw_result
     from .api import Recognizer, recognize
     from .errors import FerliteError, InputError
     from .pipeline import FaceResult, FrameResult, TrackEvent, frame_to_json
+    from .preprocess import preprocess_face, preprocess_faces
 
-_LAZY = {
+    __version__: str
+
+_LAZY = {  # name -> the module (in this package) that defines it
+    "preprocess_face": "preprocess",
+    "preprocess_faces": "preprocess",
     "Recognizer": "api",
     "recognize": "api",
     "draw_result": "annotate",
