@@ -74,3 +74,23 @@ class AnnotateError(FerliteError):
 
 class MqttConfigError(ConfigError):
     """A fer-mqtt setting is unknown, of the wrong type, out of range, or names a file that cannot be read."""
+
+
+
+class FileRefusedError(FerliteError):
+    """A file ferlite reads itself (a config, a model spec, an image) was not read: it cannot be opened or
+    read, is not a regular file, or is larger than its reader takes (ferlite.edge.settings.read_bytes).
+
+    str() says why in a few words, without the path ("cannot open (No such file or directory)", "a FIFO,
+    not a regular file", "2000000 bytes, more than 1048576"); the attributes let each reader word it for its
+    file."""
+
+    def __init__(self, why: str, *, strerror: str | None = None, errno: int | None = None, opening: bool = False,
+                 kind: str | None = None, size: int | None = None, limit: int | None = None) -> None:
+        super().__init__(why)
+        self.strerror = strerror  # the OS's words, when the OS refused
+        self.errno = errno  # and its error number (None for a NUL in the name)
+        self.opening = opening  # refused when opening, not while reading
+        self.kind = kind  # what the file is when it is not a regular file ("a FIFO", "a directory", ...)
+        self.size = size  # its size in bytes when larger than `limit` (None: it grew while being read)
+        self.limit = limit  # the most bytes the reader takes, when the file is larger

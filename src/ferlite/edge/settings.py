@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, ClassVar, TypeVar
 
-from .errors import ConfigError, FerliteError
+from .errors import ConfigError, FerliteError, FileRefusedError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -342,44 +342,68 @@ def load(cls: type[S], path: str | os.PathLike[str] | None, overrides: Mapping[s
 
 def read_file(path: str | os.PathLike[str], error: type[FerliteError], label: str, what: str,
               max_bytes: int) -> tuple[bytes, os.stat_result]:
-    """A settings file's bytes and its stat: a regular file of at most `max_bytes`, opened without
-    blocking (a FIFO without a writer would block open() forever; a device or directory is refused,
-    not read). `error` with one line starting with `label` otherwise."""
-    fd = _open_regular(path, error, label, what)
+    """A settings file's bytes and its stat (read_bytes); `error` with one line starting with `label`
+    otherwise."""
     try:
-        info = os.fstat(fd)
+        return read_bytes(path, max_bytes)
+    except FileRefusedError as e:
+        raise error(_refusal(e, label, what)) from e
+
+
+def _refusal(e: FileRefusedError, label: str, what: str) -> str:
+    """A settings file's refusal in one line: "edge.toml: config must be a regular file, not a FIFO"."""
+    named = f"{what} " if what else ""
+    if e.kind is not None:
+        return f"{label}: {named}must be a regular file, not {e.kind}"
+    if e.limit is not None:
+        size = f"is {e.size} bytes, more than {e.limit}" if e.size is not None else f"is more than {e.limit} bytes"
+        return f"{label}: {named}{size}"
+    return f"{label}: cannot read {named}({e.strerror})"
+
+
+def read_bytes(path: str | os.PathLike[str], max_bytes: int) -> tuple[bytes, os.stat_result]:
+    """The one hardened file read (configs, password files, model specs, images): the bytes of a regular
+    file of at most `max_bytes`, and its stat. Opened without blocking (a FIFO without a writer would
+    block open() forever; a device or directory is refused, not read); FileRefusedError saying why
+    otherwise, for the caller to word."""
+    fd, info = open_regular(path)
+    try:
         if info.st_size > max_bytes:
-            raise error(f"{label}: {what} is {info.st_size} bytes, more than {max_bytes}")
+            raise FileRefusedError(f"{info.st_size} bytes, more than {max_bytes}", size=info.st_size,
+                                   limit=max_bytes)
         chunks: list[bytes] = []
         size = 0
         while size <= max_bytes and (chunk := os.read(fd, max_bytes + 1 - size)):
             chunks.append(chunk)
             size += len(chunk)
     except OSError as e:
-        raise error(f"{label}: cannot read {what} ({e.strerror})") from e
+        raise FileRefusedError(f"cannot read ({e.strerror})", strerror=e.strerror, errno=e.errno) from e
     finally:
         os.close(fd)
     if size > max_bytes:  # it grew while being read
-        raise error(f"{label}: {what} is more than {max_bytes} bytes")
+        raise FileRefusedError(f"more than {max_bytes} bytes", limit=max_bytes)
     return b"".join(chunks), info
 
 
-def _open_regular(path: str | os.PathLike[str], error: type[FerliteError], label: str, what: str) -> int:
-    """A read-only descriptor of a regular file (the caller closes it); `error` otherwise."""
-    cannot = f"{label}: cannot read {what}".rstrip()
+def open_regular(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of a regular file, opened without blocking, and its stat (the caller closes
+    the descriptor); FileRefusedError otherwise."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except (OSError, ValueError) as e:  # ValueError: a NUL in the path
-        raise error(f"{cannot} ({getattr(e, 'strerror', None) or e})") from e
+        words = getattr(e, "strerror", None) or str(e)
+        raise FileRefusedError(f"cannot open ({words})", strerror=words, errno=getattr(e, "errno", None),
+                               opening=True) from e
     try:
-        mode = os.fstat(fd).st_mode
+        info = os.fstat(fd)
     except OSError as e:
         os.close(fd)
-        raise error(f"{cannot} ({e.strerror})") from e
-    if not stat.S_ISREG(mode):
+        raise FileRefusedError(f"cannot read ({e.strerror})", strerror=e.strerror, errno=e.errno) from e
+    if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise error(f"{label}: {what + ' ' if what else ''}must be a regular file, not {_kind(mode)}")
-    return fd
+        kind = _kind(info.st_mode)
+        raise FileRefusedError(f"{kind}, not a regular file", kind=kind)
+    return fd, info
 
 
 def _kind(mode: int) -> str:
@@ -415,7 +439,11 @@ def check_files(config: Settings) -> None:
     for name in file_settings(type(config)):
         path = getattr(config, name)
         if path is not None:
-            os.close(_open_regular(path, config.error, f"{name} {path}", ""))
+            try:
+                fd, _ = open_regular(path)
+            except FileRefusedError as e:
+                raise config.error(_refusal(e, f"{name} {path}", "")) from e
+            os.close(fd)
 
 
 # --- describe -------------------------------------------------------------------------------------------

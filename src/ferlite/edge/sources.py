@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from .contract import IMAGE_SUFFIXES
-from .errors import SourceError, SourceOpenError
+from .errors import FileRefusedError, SourceError, SourceOpenError
+from .settings import read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -386,8 +387,8 @@ def _frame_image(image: np.ndarray) -> np.ndarray:
 def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode one image file from bytes read here, upright, or raise UnusableImage saying why.
 
-    The file is opened without blocking and must be a regular file (a FIFO named .jpg would
-    block forever); its header must name at most `max_pixels` pixels before anything is decoded.
+    The file is read by the one hardened reader (settings.read_bytes: opened without blocking, a regular
+    file of at most what `max_pixels` needs; a FIFO named .jpg would block forever); its header must name at most `max_pixels` pixels before anything is decoded.
     cv2.imread is never used: it crashes on names that are not valid UTF-8. The image comes back
     as a viewer shows it: its EXIF orientation (a phone's portrait photo) applied, as cv2.imread
     would. Every image file fer-edge, fer-preview and the API read comes through here.
@@ -397,28 +398,9 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     if problem is not None:  # a NUL byte: os.open would raise ValueError
         raise UnusableImage(problem)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        raise UnusableImage(f"cannot open ({e.strerror})") from e
-    # Checked on the descriptor before it becomes a file object: open() of a folder's descriptor
-    # raises IsADirectoryError (a file turned into a folder after the listing), which is no
-    # UnusableImage.
-    try:
-        info = os.fstat(fd)
-    except OSError as e:
-        os.close(fd)
-        raise UnusableImage(f"cannot read ({e.strerror})") from e
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise UnusableImage("a folder, not an image file" if stat.S_ISDIR(info.st_mode) else "not a regular file")
-    if info.st_size > max_bytes:
-        os.close(fd)
-        raise UnusableImage(f"{info.st_size} bytes, more than an image of max_image_pixels needs")
-    with open(fd, "rb") as handle:
-        try:
-            data = handle.read(max_bytes + 1)
-        except OSError as e:
-            raise UnusableImage(f"cannot read ({e.strerror})") from e
+        data, _ = read_bytes(path, max_bytes)
+    except FileRefusedError as e:
+        raise UnusableImage(_refusal(e)) from e
     size = image_size(data)
     if size is None:
         raise UnusableImage("not a JPEG, PNG, BMP, PNM, TIFF or WebP image")
@@ -434,6 +416,16 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     if image.shape[0] * image.shape[1] > max_pixels:  # the header lied
         raise UnusableImage(f"decodes to more than max_image_pixels ({max_pixels})")
     return apply_orientation(_frame_image(image), exif_orientation(data))
+
+
+def _refusal(e: FileRefusedError) -> str:
+    """Why an image file was not read, in the words of a skipped file's warning."""
+    if e.kind == "a directory":  # a file turned into a folder after the listing
+        return "a folder, not an image file"
+    if e.limit is not None:
+        size = f"{e.size} bytes" if e.size is not None else "grew while read"
+        return f"{size}, more than an image of max_image_pixels needs"
+    return str(e)
 
 
 class ImageFilesSource(Closing):

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import re
-import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Any
 
 from .atomic import atomic_write
 from .contract import DEFAULT_MARGIN, FACE_SIZE, INPUT_SIZE, LABELS, PREPROCESS_VERSION
-from .errors import ModelSpecError
+from .errors import FileRefusedError, ModelSpecError
+from .settings import open_regular, read_bytes
 
 SPEC_FORMAT = 1
 # What each quantization feeds the model: full-integer models take int8 (or uint8) inputs, float16
@@ -42,7 +42,9 @@ class ModelSpec:
     labels: tuple[str, ...] = LABELS
     input_size: tuple[int, int] = INPUT_SIZE
     preprocess_version: int = PREPROCESS_VERSION
-    margin: float = DEFAULT_MARGIN  # Haar box growth per side that frames faces as in training
+    margin: float = DEFAULT_MARGIN  # growth per side of a detector box that frames faces as in training
+    # The detector (edge.detector.DETECTORS) the margin was measured with; specs before it: Haar's.
+    framing_detector: str = "haar"
     face_size: int = FACE_SIZE  # faces shrink to this resolution before input_size (0: never)
     quantization: str = "int8"
     sha256: str = ""
@@ -102,28 +104,15 @@ def _sha256_factory() -> Callable[[], Any]:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a regular file's bytes, streamed (a model can be large); FileRefusedError when it is
+    not a regular file this process can open (settings.open_regular: a FIFO is refused, not waited on),
+    OSError when reading it fails."""
     digest = _sha256_factory()()
-    with open(_open_regular(path), "rb") as handle:
+    fd, _ = open_regular(path)
+    with open(fd, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _open_regular(path: str | os.PathLike[str]) -> int:
-    """A descriptor of `path` opened for reading; OSError unless it is a regular file.
-
-    O_NONBLOCK: a FIFO put in a file's place would block open() forever.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        mode = os.fstat(fd).st_mode
-    except OSError:
-        os.close(fd)
-        raise
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
-    return fd
 
 
 def write_spec(model_path: str | os.PathLike[str], spec: ModelSpec) -> Path:
@@ -138,14 +127,11 @@ def read_spec(model_path: str | os.PathLike[str]) -> ModelSpec:
     """Read and check a model's spec; raise ModelSpecError with a one-line message if unusable."""
     target = spec_path_for(model_path)
     try:
-        with open(_open_regular(target), "rb") as handle:
-            raw = handle.read(MAX_SPEC_BYTES + 1)
-    except FileNotFoundError as e:
-        raise ModelSpecError(f"{model_path}: model spec {target} is missing") from e
-    except OSError as e:
-        raise ModelSpecError(f"{target}: unreadable model spec ({e.strerror})") from e
-    if len(raw) > MAX_SPEC_BYTES:
-        raise ModelSpecError(f"{target}: unreadable model spec (more than {MAX_SPEC_BYTES} bytes)")
+        raw, _ = read_bytes(target, MAX_SPEC_BYTES)
+    except FileRefusedError as e:
+        if e.errno == errno.ENOENT:
+            raise ModelSpecError(f"{model_path}: model spec {target} is missing") from e
+        raise ModelSpecError(f"{target}: unreadable model spec ({_why(e)})") from e
     try:
         data = json.loads(raw.decode("utf-8"))
     except ValueError as e:  # not UTF-8, not JSON, or an integer past Python's 4300 digits
@@ -180,6 +166,10 @@ def check_spec(spec: ModelSpec, model_path: str | os.PathLike[str], where: Path)
         0.0 <= margin <= 1.0 and math.isfinite(margin)
     ):
         raise ModelSpecError(f"{where}: margin must be within 0..1, got {_short(margin)}")
+    # Any detector's name (one this ferlite lacks is warned about at load, not refused).
+    name = spec.framing_detector
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,39}", name):
+        raise ModelSpecError(f"{where}: framing_detector must be a detector's name, got {_short(name)}")
     if isinstance(spec.face_size, bool) or not isinstance(spec.face_size, int) or not (
         0 <= spec.face_size <= MAX_INPUT_SIDE
     ):
@@ -196,6 +186,8 @@ def check_spec(spec: ModelSpec, model_path: str | os.PathLike[str], where: Path)
         )
     try:
         actual = file_sha256(model_path)
+    except FileRefusedError as e:
+        raise ModelSpecError(f"{model_path}: cannot read model ({_why(e)})") from e
     except OSError as e:
         raise ModelSpecError(f"{model_path}: cannot read model ({e.strerror})") from e
     if spec.sha256 != actual:
@@ -208,6 +200,11 @@ def check_model_input(spec: ModelSpec, input_dtype: str, where: str | os.PathLik
         raise ModelSpecError(
             f"{where}: spec says quantization {spec.quantization}, but the model takes {input_dtype} input"
         )
+
+
+def _why(e: FileRefusedError) -> str:
+    """A refused file's reason for the parentheses of an error line: the OS's words, or what it is."""
+    return e.strerror or str(e)
 
 
 def _whole(value: Any) -> bool:
