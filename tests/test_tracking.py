@@ -6,7 +6,7 @@ import pytest
 from helpers import ScriptedDetector
 
 from ferlite.edge.pipeline import PipelineConfig
-from ferlite.edge.sweep import MIN_LEVELS, ChangeMap, haar_windows, new_face_bound, scale_slices
+from ferlite.edge.sweep import MIN_LEVELS, ChangeMap, PyramidCost, new_face_bound, scale_slices
 from ferlite.edge.tracking import FaceTracker, iou
 
 FRAME = np.zeros((240, 320), np.uint8)
@@ -146,8 +146,8 @@ class _UniformClassifier:
 def test_pipeline_follows_a_real_face_in_shrunk_regions_between_full_searches(astronaut):
     from helpers import place_face
 
-    from ferlite.edge.detector import HaarDetector
-    from ferlite.edge.pipeline import NEAR_NEIGHBORS, Pipeline
+    from ferlite.edge.detector import NEAR_NEIGHBORS, HaarDetector
+    from ferlite.edge.pipeline import Pipeline
 
     pipeline = Pipeline(HaarDetector(1.1, 5, 48), _UniformClassifier(), PipelineConfig())
     calls: list[tuple[int, int | None]] = []  # (width, min_neighbors) searched
@@ -205,9 +205,9 @@ def test_change_map_learns_a_flickering_cell_and_ignores_it():
 
 
 def test_scale_runs_cover_every_level_once_and_cost_what_they_say():
-    windows = haar_windows(48, 480, 1.1)
+    windows = PyramidCost(24, 1.1).levels(48, 480)
     assert windows[0] == 51 and windows[-1] <= 480  # round(24 * 1.1**8): Haar's first window over 48
-    runs = scale_slices(48, 480, 1.1, 0.05)
+    runs = scale_slices(48, 480, PyramidCost(24, 1.1), 0.05)
     assert [w for run in runs for w in run.windows] == windows
     total = sum(run.cost for run in runs)
     assert all(len(run.windows) >= MIN_LEVELS for run in runs)

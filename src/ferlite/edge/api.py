@@ -25,7 +25,7 @@ import numpy as np
 
 from .config import ConfigError, EdgeConfig, make_config, resolve_model
 from .contract import LABELS
-from .detector import HaarDetector
+from .detector import DETECTORS, Detector, make_detector
 from .errors import InputError
 from .frames import check_frame
 from .native import check_opencv_environment, set_opencv_threads
@@ -60,14 +60,14 @@ def pipeline_settings(config: EdgeConfig, temporal: bool, spec: ModelSpec) -> Pi
 
 
 def build_pipeline(
-    config: EdgeConfig, runner: ModelRunner, detector: HaarDetector | None, *, temporal: bool
+    config: EdgeConfig, runner: ModelRunner, detector: Detector | None, *, temporal: bool
 ) -> Pipeline:
     """The frame pipeline fer-edge runs, from its config and loaded parts.
 
     Args:
         config: the settings.
         runner: the loaded model (its spec gives the framing and the input size).
-        detector: the Haar detector; None only with `config.whole_frame`.
+        detector: the face detector (make_detector(config)); None only with `config.whole_frame`.
         temporal: see pipeline_settings().
 
     Returns:
@@ -78,13 +78,13 @@ def build_pipeline(
     )
 
 
-def load_parts(config: EdgeConfig) -> tuple[ModelRunner, HaarDetector | None]:
-    """Load the model named by the config (the shipped one by default) and the Haar detector.
+def load_parts(config: EdgeConfig) -> tuple[ModelRunner, Detector | None]:
+    """Load the model named by the config (the shipped one by default) and the detector it names.
 
     Raises:
         ModelLoadError: the model file is missing, not a loadable TFLite model, or its name is not UTF-8.
         ModelSpecError: its spec is missing, broken or does not match it.
-        DetectorError: the Haar cascade cannot be found or loaded.
+        DetectorError: the detector (its cascade) cannot be found or loaded.
     """
     model_path = resolve_model(config)
     problem = name_problem(model_path, opencv=False)
@@ -96,8 +96,22 @@ def load_parts(config: EdgeConfig) -> tuple[ModelRunner, HaarDetector | None]:
     check_model_input(runner.spec, runner.input_dtype.name, spec_path_for(model_path))
     detector = None
     if not config.whole_frame:
-        detector = HaarDetector(config.scale_factor, config.min_neighbors, config.min_size)
+        detector = make_detector(config)
+        warn_framing(config, runner.spec)
     return runner, detector
+
+
+def warn_framing(config: EdgeConfig, spec: ModelSpec) -> bool:
+    """Log a warning (and say True) when the model's framing was measured with another detector than
+    the config's and the config sets no margin: the detectors' boxes may sit differently on a face,
+    so faces may be cropped unlike the training faces. Not a refusal: the faces are still found."""
+    if config.margin is not None or spec.framing_detector == config.detector:
+        return False
+    known = "" if spec.framing_detector in DETECTORS else ", not a detector of this ferlite"
+    log.warning("the model's framing (margin %.3f) was measured with detector %s%s, the config selects %s: "
+                "faces may be cropped unlike its training faces (set margin to choose the framing)",
+                spec.margin, spec.framing_detector, known, config.detector)
+    return True
 
 
 def make_settings(config: EdgeConfig | None = None, model: PathLike | None = None, **settings: Any) -> EdgeConfig:
@@ -127,7 +141,7 @@ def make_settings(config: EdgeConfig | None = None, model: PathLike | None = Non
 class Recognizer:
     """Facial expressions in frames and photos, in this process.
 
-    Holds one model interpreter and one Haar detector; building it costs a few hundred ms, so
+    Holds one model interpreter and one face detector; building it costs a few hundred ms, so
     build it once and reuse it. Calls from several threads are safe and take turns: each call
     holds the Recognizer's lock (neither the interpreter nor OpenCV's detector may be entered
     twice at once). For work in parallel, make one Recognizer per thread.
@@ -161,7 +175,7 @@ class Recognizer:
                 in the environment not a number.
             ModelLoadError: the model file is missing or not a loadable TFLite model.
             ModelSpecError: the model's spec is missing, broken or does not match the model.
-            DetectorError: OpenCV's Haar cascade cannot be found.
+            DetectorError: the detector (OpenCV's cascade) cannot be found.
         """
         self.config: EdgeConfig = make_settings(config, model, **settings)
         if self.config.threads is not None:

@@ -1,4 +1,4 @@
-"""fer-edge's command line: camera frames -> Haar -> int8 model -> JSON lines on stdout and a Unix socket.
+"""fer-edge's command line: camera frames -> face detector -> int8 model -> JSON lines on stdout and a Unix socket.
 
 Only the flags: daemon.run starts the process, serves and gives the exit code."""
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from . import daemon
+from .detector import DEFAULT_DETECTOR, DETECTORS
 from .version import version_text
 
 
@@ -24,6 +25,8 @@ class OneLineParser(argparse.ArgumentParser):
 def add_detection_flags(p: argparse.ArgumentParser) -> None:
     """The detection and labelling settings as flags (fer-edge and fer-preview): each overrides its config
     key only when typed; ranges are the config's (a bad value exits 2 naming the setting)."""
+    p.add_argument("--detector", metavar="|".join(DETECTORS),
+                   help=f"face detector (default {DEFAULT_DETECTOR})")
     p.add_argument("--min-size", type=int, metavar="PX",
                    help="smallest face looked for, in pixels of the frame (default 48)")
     p.add_argument("--min-neighbors", type=int, metavar="N",

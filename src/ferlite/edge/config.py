@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import settings
-from .detector import DEFAULT_MIN_NEIGHBORS, DEFAULT_MIN_SIZE, DEFAULT_SCALE_FACTOR
+from .detector import DEFAULT_DETECTOR, DEFAULT_MIN_NEIGHBORS, DEFAULT_MIN_SIZE, DEFAULT_SCALE_FACTOR, DETECTORS
 from .errors import ConfigError
 from .feed import MAX_PATH_BYTES
 from .settings import LOG_LEVELS, MAX_CONFIG_BYTES, read_toml, refuse_unknown, setting, short
@@ -69,6 +69,8 @@ class EdgeConfig(settings.Settings):
     frame_height: int = setting(480, "camera sources only: frame height asked for", low=16, high=16384)
     fps_limit: float | None = setting(None, "image/video sources: pace to this rate (default: as fast as possible)",
                                       low=0.01, high=1000.0)
+    detector: str = setting(DEFAULT_DETECTOR, "face detector (a model's spec names the one its framing was measured "
+                            "with)", choices=tuple(DETECTORS))
     scale_factor: float = setting(DEFAULT_SCALE_FACTOR, "Haar pyramid step (a factor of 1.0 never leaves the "
                                   "first scale)", low=1.0, above=True, high=3.0)
     min_neighbors: int = setting(DEFAULT_MIN_NEIGHBORS, "Haar hits needed to call a face", low=1, high=100)

@@ -12,21 +12,9 @@ import numpy as np
 
 from .config import EdgeConfig
 from .contract import DEFAULT_MARGIN, FACE_SIZE, INPUT_SIZE, LABELS
-from .detector import HaarDetector
+from .detector import Detector, scale_box
 from .preprocess import Box, preprocess_faces, to_gray
-from .tracking import HAAR_WINDOW, FaceTracker, Track, suppress_nested
-
-
-def scale_box(box: Box, factor: float) -> Box:
-    return round(box[0] * factor), round(box[1] * factor), round(box[2] * factor), round(box[3] * factor)
-
-
-# A followed face's region is shrunk until its smallest candidate face is this many px (then, if
-# nothing is found, this many): Haar scans a few small images. It is searched with fewer
-# neighbours than a new face: it is known to be there, and its region holds only the few scales
-# near its size, so fewer windows can agree on it.
-ROI_TARGETS = (32, 48)
-NEAR_NEIGHBORS = 3
+from .tracking import FaceTracker, Track, suppress_nested
 
 
 class Classifier(Protocol):
@@ -170,7 +158,7 @@ def classify(classifier: Classifier, faces: np.ndarray, flip: bool = False) -> n
 class Pipeline:
     def __init__(
         self,
-        detector: HaarDetector | None,
+        detector: Detector | None,
         classifier: Classifier,
         settings: PipelineConfig,
         input_size: tuple[int, int] = INPUT_SIZE,
@@ -190,44 +178,24 @@ class Pipeline:
             cooldown=edge.full_detect_every,
             roi_margin=edge.track_margin,
             max_faces=edge.max_faces,
-            near=self._detect_small,
-            scale_factor=edge.scale_factor,
+            near=self._detect_near,
+            cost=detector.cost if detector is not None else None,
             budget=edge.search_budget,
             refresh_every=edge.refresh_every,
         )
 
     def _detect_region(self, gray: np.ndarray, min_size: int, max_size: int | None) -> list[Box]:
-        """Haar over the image given at the sizes given (the search for new faces)."""
+        """The detector over the image given at the sizes given (the search for new faces)."""
         assert self.detector is not None
         return self.detector.detect(gray, min_size=min_size, max_size=max_size)
 
-    def _detect_small(self, gray: np.ndarray, min_size: int, max_size: int | None) -> list[Box]:
-        """Full search, or a search of one region (max_size given) at the scales near one face.
-
-        A region is shrunk first so that the smallest face searched is ROI_TARGETS[0] pixels: Haar
-        then scans a few small images. If that finds nothing, the region is searched again with
-        more detail before the tracker falls back to a full search (which costs far more).
-        """
+    def _detect_near(self, gray: np.ndarray, min_size: int, max_size: int | None) -> list[Box]:
+        """A search of one region (max_size given) at the scales near one face (the detector's own
+        way: the cascade shrinks the region), or a full search."""
         assert self.detector is not None
         if max_size is None:
             return self.detector.detect(gray, min_size=min_size, max_size=None)
-        found: list[Box] = []
-        for target in ROI_TARGETS:
-            shrink = min_size / target
-            if shrink <= 1.25:
-                return self.detector.detect(gray, min_size=min_size, max_size=max_size, min_neighbors=NEAR_NEIGHBORS)
-            found = self._detect_shrunk(gray, shrink, target, max_size)
-            if found:
-                break
-        return found
-
-    def _detect_shrunk(self, gray: np.ndarray, shrink: float, min_size: int, max_size: int) -> list[Box]:
-        assert self.detector is not None
-        size = (max(1, round(gray.shape[1] / shrink)), max(1, round(gray.shape[0] / shrink)))
-        small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-        high = max(min_size + 1, round(max_size / shrink))
-        found = self.detector.detect(small, min_size=min_size, max_size=high, min_neighbors=NEAR_NEIGHBORS)
-        return [scale_box(box, shrink) for box in found]
+        return self.detector.detect_near(gray, min_size, max_size)
 
     def _small_gray(self, gray: np.ndarray) -> np.ndarray:
         width = gray.shape[1]
@@ -242,23 +210,23 @@ class Pipeline:
     def _detect_stills(self, gray: np.ndarray) -> list[Box]:
         """Unrelated photos: a full search on every frame, no tracks."""
         small = self._small_gray(gray)
-        boxes = self._detect_small(small, self._detection_min_size(), None)
+        boxes = self._detect_region(small, self._detection_min_size(), None)
         boxes = suppress_nested(boxes)  # largest first, no box inside another face's
         return [scale_box(b, self._scale) for b in boxes[: self.edge.max_faces]]
 
     def _detection_min_size(self) -> int:
         """min_size in the pixels of the (possibly shrunk) detection frame."""
-        return max(HAAR_WINDOW, round(self.edge.min_size / self._scale))
+        return max(self.tracker.new_faces.cost.smallest, round(self.edge.min_size / self._scale))
 
     def faces_below_min_size(self, image: np.ndarray) -> list[Box]:
-        """Faces smaller than min_size (down to Haar's 24 px window) in a still: the sizes process()
-        does not look for. Asked for only when process() found no face in a photo, to say whether
-        the photo holds none or only faces too small; it searches the scales below min_size, which
-        costs about as much as process()'s own search or more (the largest images Haar scans)."""
+        """Faces smaller than min_size (down to the detector's smallest face) in a still: the sizes
+        process() does not look for. Asked for only when process() found no face in a photo, to say
+        whether the photo holds none or only faces too small; it searches the scales below min_size,
+        which costs about as much as process()'s own search or more (the largest images it scans)."""
         if self.detector is None:
             return []
         small = self._small_gray(to_gray(image))
-        low, high = HAAR_WINDOW, self._detection_min_size() - 1
+        low, high = self.detector.smallest_face, self._detection_min_size() - 1
         if high < low:
             return []
         boxes = suppress_nested(self.detector.detect(small, min_size=low, max_size=high))

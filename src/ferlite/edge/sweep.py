@@ -1,6 +1,6 @@
 """The search for new faces, spread over frames so that no frame pays for a whole-frame search.
 
-A whole-frame Haar search costs 10-20 times what following a known face does, and on a camera
+A whole-frame search costs 10-20 times what following a known face does, and on a camera
 almost all of it is wasted: the picture did not change where no face is. So:
 
 * ChangeMap compares each frame's thumbnail (cell x cell averages) with a reference and marks
@@ -10,7 +10,8 @@ almost all of it is wasted: the picture did not change where no face is. So:
   faces small enough to fit the change: a few changed cells are not a new 300 px face), and
   at most once every `cooldown` frames (a waving hand is not searched on every frame). Changes
   around the faces already followed are theirs and owe nothing.
-* Haar's scales are cut into runs, each costing a small share of a whole-frame search.
+* The detector's scales (its SearchCost: the face sizes it searches and what each costs per
+  pixel) are cut into runs, each costing a small share of a whole-frame search.
   NewFaceSearch searches the owed cells (padded by the largest face of the run) run after run
   within a budget per frame (a share of a whole-frame search); what is over the budget waits
   for the next frame, cut into horizontal strips. So a frame's extra cost stays bounded even
@@ -24,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -31,7 +33,6 @@ import numpy as np
 from .preprocess import Box
 
 Detect = Callable[[np.ndarray, int, int | None], list[Box]]  # (gray, min_size, max_size)
-HAAR_WINDOW = 24  # the frontal-face cascade's own window: nothing smaller is ever found
 # The search's defaults, written once: EdgeConfig (full_detect_every, search_budget, refresh_every)
 # and FaceTracker take them from here.
 DEFAULT_COOLDOWN = 5
@@ -52,53 +53,87 @@ def new_face_bound(cooldown: int, budget: float) -> int:
     return cooldown + 2 * math.ceil(CYCLE_COST / budget)
 
 
-def haar_windows(min_size: int, max_side: int, scale_factor: float) -> list[int]:
-    """The window sizes OpenCV's detectMultiScale tries between min_size and max_side (px):
-    round(24 * scale_factor**k), as its own loop computes them."""
+class SearchCost(Protocol):
+    """A detector's cost model, all the new-face search needs to know of it: the face sizes (its
+    levels) a search from min_size to max_side goes through, and what each level costs per pixel
+    of the region searched (in the detector's own units: the budget is a share of its own
+    whole-frame search)."""
+
+    @property
+    def smallest(self) -> int:
+        """px: no smaller face is ever found."""
+        ...
+
+    def levels(self, min_size: int, max_side: int) -> list[int]: ...
+
+    def level_cost(self, size: int) -> float: ...
+
+
+def pyramid_windows(min_size: int, max_side: int, scale_factor: float, window: int) -> list[int]:
+    """The window sizes OpenCV's detectMultiScale tries between min_size and max_side (px) for a
+    cascade of `window` px: round(window * scale_factor**k), as its own loop computes them."""
     windows: list[int] = []
     factor = 1.0
     while True:
-        window = round(HAAR_WINDOW * factor)
-        if window > max_side:
+        size = round(window * factor)
+        if size > max_side:
             return windows
-        if window >= min_size and (not windows or window != windows[-1]):
-            windows.append(window)
+        if size >= min_size and (not windows or size != windows[-1]):
+            windows.append(size)
         factor *= scale_factor
 
 
-def level_cost(window: int) -> float:
-    """Windows evaluated per pixel of the searched image at one level: the image is scaled by
-    24 / window, so a level costs (24 / window)**2 of its area."""
-    return (HAAR_WINDOW / window) ** 2
+@dataclass(frozen=True)
+class PyramidCost:
+    """A sliding window over an image pyramid (OpenCV's cascades): at the level of faces of
+    `size` px the image is scaled by window / size, so a level costs (window / size)**2 windows
+    per pixel of the region."""
+
+    window: int = 24
+    scale_factor: float = 1.1
+
+    @property
+    def smallest(self) -> int:
+        return self.window
+
+    def levels(self, min_size: int, max_side: int) -> list[int]:
+        return pyramid_windows(min_size, max_side, self.scale_factor, self.window)
+
+    def level_cost(self, size: int) -> float:
+        return (self.window / size) ** 2
 
 
 @dataclass(frozen=True)
 class ScaleSlice:
-    """A run of Haar's levels: faces from `low` to `high` px, costing `cost` per pixel searched."""
+    """A run of a detector's levels: faces from `low` to `high` px, costing `cost` per pixel searched."""
 
     low: int
     high: int
     windows: tuple[int, ...]
-    cost: float
+    costs: tuple[float, ...]  # of each level, per pixel
+
+    @property
+    def cost(self) -> float:
+        return sum(self.costs)
 
     def region_cost(self, width: int, height: int) -> float:
         """Estimated windows evaluated searching a width x height region at these levels."""
         side = min(width, height)
-        return width * height * sum(level_cost(w) for w in self.windows if w <= side)
+        return width * height * sum(c for w, c in zip(self.windows, self.costs, strict=True) if w <= side)
 
 
 # A lost face is looked for at these shares of its last size.
 LOST_SIZES = (0.5, 2.0)
-# Haar's own grouping (min_neighbors) counts hits on neighbouring levels too: a run of one level
+# A cascade's own grouping (min_neighbors) counts hits on neighbouring levels too: a run of one level
 # finds fewer faces (73 of 81 in the bench's scenes, against 81 of 81 with two levels a run).
 MIN_LEVELS = 2
 
 
-def scale_slices(min_size: int, max_side: int, scale_factor: float, cap: float) -> list[ScaleSlice]:
-    """Haar's levels from min_size up to max_side in runs of at least MIN_LEVELS levels that each
-    cost at most `cap` of all the levels together (unless MIN_LEVELS levels cost more)."""
-    windows = haar_windows(min_size, max_side, scale_factor)
-    costs = [level_cost(w) for w in windows]
+def scale_slices(min_size: int, max_side: int, model: SearchCost, cap: float) -> list[ScaleSlice]:
+    """The detector's levels from min_size up to max_side in runs of at least MIN_LEVELS levels that
+    each cost at most `cap` of all the levels together (unless MIN_LEVELS levels cost more)."""
+    windows = model.levels(min_size, max_side)
+    costs = [model.level_cost(w) for w in windows]
     limit = cap * sum(costs)
     bounds: list[tuple[int, int]] = []  # [start, end) of each run
     start = 0
@@ -113,10 +148,10 @@ def scale_slices(min_size: int, max_side: int, scale_factor: float, cap: float) 
             start = end
     slices = []
     for number, (start, end) in enumerate(bounds):
-        # A run reaches up to the next run's first window: sizes between Haar's levels (a face
+        # A run reaches up to the next run's first window: sizes between the levels (a face
         # box from elsewhere) belong to one run, and the levels searched stay the same.
         high = max_side if number == len(bounds) - 1 else windows[end] - 1
-        slices.append(ScaleSlice(windows[start], high, tuple(windows[start:end]), sum(costs[start:end])))
+        slices.append(ScaleSlice(windows[start], high, tuple(windows[start:end]), tuple(costs[start:end])))
     return slices
 
 
@@ -195,9 +230,10 @@ class NewFaceSearch:
     """Searches the cells that owe a search, a run of scales at a time, within a budget per frame.
 
     Args:
-        detect: the Haar search of a region: (gray, min_size, max_size) -> boxes in its pixels.
+        detect: the detector's search of a region: (gray, min_size, max_size) -> boxes in its pixels.
         min_size: the smallest face searched (px of the frames given to step()).
-        scale_factor: the detector's scale step (to know its levels).
+        cost: the detector's cost model (its levels and what each costs; default: OpenCV's
+            frontal-face Haar cascade, a 24 px window at a 1.1 scale step).
         cooldown: a cell that keeps changing owes its searches again at most every this many
             frames (a waving hand is not searched on every frame).
         budget: the most a frame may spend on new faces, as a share of a whole-frame search.
@@ -205,12 +241,12 @@ class NewFaceSearch:
         change: the ChangeMap (default: a new one with its defaults).
     """
 
-    def __init__(self, detect: Detect, min_size: int, scale_factor: float = 1.1, cooldown: int = DEFAULT_COOLDOWN,
-                 budget: float = DEFAULT_BUDGET, refresh_every: int = DEFAULT_REFRESH_EVERY,
-                 change: ChangeMap | None = None) -> None:
+    def __init__(self, detect: Detect, min_size: int, cost: SearchCost | None = None,
+                 cooldown: int = DEFAULT_COOLDOWN, budget: float = DEFAULT_BUDGET,
+                 refresh_every: int = DEFAULT_REFRESH_EVERY, change: ChangeMap | None = None) -> None:
         self._detect = detect
-        self.min_size = max(HAAR_WINDOW, min_size)
-        self.scale_factor = scale_factor
+        self.cost = cost or PyramidCost()
+        self.min_size = max(self.cost.smallest, min_size)
         self.cooldown = max(1, cooldown)
         self.budget = budget
         self.refresh_every = refresh_every
@@ -236,7 +272,7 @@ class NewFaceSearch:
         self._planned_min = self.min_size
         # Each run costs at most half a frame's budget over the whole frame: a run is never
         # the reason a frame goes over; the costliest single levels are cut into strips.
-        self._slices = scale_slices(self.min_size, min(height, width), self.scale_factor, self.budget / 2)
+        self._slices = scale_slices(self.min_size, min(height, width), self.cost, self.budget / 2)
         shape = self.change.shape(gray.shape)
         self._owed = np.zeros((len(self._slices), *shape), bool)
         self._queued = np.zeros_like(self._owed)
@@ -249,7 +285,7 @@ class NewFaceSearch:
 
     def search_whole(self, gray: np.ndarray) -> list[Box]:
         """Search the whole frame at every scale now (the first frame), one run of scales at a
-        time: Haar then holds the image pyramid of one run, not all of it (MBs less at 640x480)."""
+        time: a cascade then holds the image pyramid of one run, not all of it (MBs less at 640x480)."""
         found: list[Box] = []
         height, width = gray.shape[:2]
         for part in self._slices:

@@ -22,10 +22,10 @@ from .sweep import (
     DEFAULT_BUDGET,
     DEFAULT_COOLDOWN,
     DEFAULT_REFRESH_EVERY,
-    HAAR_WINDOW,
     ChangeMap,
     Detect,
     NewFaceSearch,
+    SearchCost,
 )
 
 DEFAULT_TRACK_MARGIN = 0.3  # a known face is searched for in its box grown by this share (EdgeConfig's too)
@@ -74,7 +74,7 @@ def same_face(a: Sequence[int], b: Sequence[int], min_iou: float = MATCH_IOU) ->
 
 
 def suppress_nested(boxes: Sequence[Box], min_iou: float = MERGE_IOU) -> list[Box]:
-    """Boxes largest first, without those that are part of a larger one (a Haar hit on an eye
+    """Boxes largest first, without those that are part of a larger one (a detector's hit on an eye
     inside a face, a second box on the same face)."""
     kept: list[Box] = []
     for box in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True):
@@ -85,7 +85,7 @@ def suppress_nested(boxes: Sequence[Box], min_iou: float = MERGE_IOU) -> list[Bo
 
 def merge_same_face(boxes: Sequence[Box]) -> list[Box]:
     """Boxes of one face found by separate searches (each run of scales groups its own hits)
-    become their mean, as Haar's own grouping would give; largest face first."""
+    become their mean, as a cascade's own grouping would give; largest face first."""
     groups: list[list[Box]] = []
     for box in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True):
         # Overlap only: a small box inside a face (an eye) is not averaged in; suppress_nested drops it.
@@ -113,7 +113,7 @@ class FaceTracker:
     """Detect faces on a frame, reusing what the last frames found.
 
     Args:
-        detect: Haar search of a region, (gray, min_size, max_size) -> boxes: the first frame's
+        detect: the detector's search of a region, (gray, min_size, max_size) -> boxes: the first frame's
             whole-frame search and the search for new faces.
         min_size: the smallest face (px of the frames given to update()).
         cooldown: a region that keeps changing is searched for new faces at most every this
@@ -122,7 +122,8 @@ class FaceTracker:
         keep_missed: a known face unseen this many frames in a row ends.
         max_faces: at most this many tracks (the largest faces win).
         near: the search around a known face (default `detect`); the pipeline's shrinks the region.
-        scale_factor: the detector's scale step; budget, refresh_every, change: see NewFaceSearch.
+        cost: the detector's cost model (default: the Haar cascade's); budget, refresh_every,
+            change: see NewFaceSearch.
     """
 
     def __init__(
@@ -135,13 +136,13 @@ class FaceTracker:
         max_faces: int = 8,
         *,
         near: Detect | None = None,
-        scale_factor: float = 1.1,
+        cost: SearchCost | None = None,
         budget: float = DEFAULT_BUDGET,
         refresh_every: int = DEFAULT_REFRESH_EVERY,
         change: ChangeMap | None = None,
     ) -> None:
         self._near = near or detect
-        self.new_faces = NewFaceSearch(detect, min_size, scale_factor, cooldown, budget, refresh_every, change)
+        self.new_faces = NewFaceSearch(detect, min_size, cost, cooldown, budget, refresh_every, change)
         self.min_size = min_size
         self.roi_margin = roi_margin
         self.keep_missed = keep_missed
@@ -156,7 +157,7 @@ class FaceTracker:
 
     @min_size.setter
     def min_size(self, value: int) -> None:
-        self._min_size = max(HAAR_WINDOW, value)
+        self._min_size = max(self.new_faces.cost.smallest, value)
         self.new_faces.min_size = self._min_size
 
     def update(self, gray: np.ndarray) -> tuple[list[Track], list[int], list[int]]:
