@@ -226,4 +226,4 @@ def test_missing_init_model_exits_2_before_decoding(data_root, tmp_path, capsys)
                  "--out", str(tmp_path / "r")])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--init" in err[0] and "no.keras" in err[0]
+    assert len(err) == 1 and "init" in err[0] and "no.keras" in err[0] and "No such file" in err[0], err
