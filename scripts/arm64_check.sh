@@ -74,7 +74,7 @@ QEMU=$(command -v qemu-aarch64-static)
 
 # --- model and images -------------------------------------------------------------------------
 if [ -z "$MODEL" ]; then
-    for candidate in "$REPO"/edge/models/*.tflite "$REPO/tests/fixtures/tiny_int8.tflite"; do
+    for candidate in "$REPO"/src/ferlite/edge/models/*.tflite "$REPO/tests/fixtures/tiny_int8.tflite"; do
         if [ -f "$candidate" ]; then MODEL=$candidate; break; fi
     done
 fi
@@ -150,7 +150,7 @@ if [ ! -f "$SITE/.complete" ]; then
 fi
 rm -rf "$SITE/ferlite"
 mkdir -p "$SITE/ferlite"
-cp -r "$REPO/edge" "$SITE/ferlite/edge"
+cp -r "$REPO/src/ferlite/edge" "$SITE/ferlite/edge"
 find "$SITE/ferlite" -name __pycache__ -prune -exec rm -rf {} +
 
 # --- run both -------------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ arm_python() {
 
 # A second pass with the Haar detector on the demo photos: on aarch64 that is Debian's OpenCV,
 # which has no cv2.data, so it also proves the cascade-path fallback.
-DETECT_ARGS=(--source "$REPO/edge/demo" --model "$MODEL" --threads "$THREADS" --log-level WARNING)
+DETECT_ARGS=(--source "$REPO/src/ferlite/edge/demo" --model "$MODEL" --threads "$THREADS" --log-level WARNING)
 "$HOST_PY" -m ferlite.edge.cli "${DETECT_ARGS[@]}" > "$OUT/x86_64-detect.jsonl"
 
 status=0

@@ -257,7 +257,7 @@ def test_recognizer_from_eight_threads_does_not_crash(tiny_model):
     code = f"""
 import threading, cv2
 from ferlite.edge import Recognizer
-image = cv2.resize(cv2.imread({str(ROOT / 'edge' / 'demo' / 'astronaut.jpg')!r}), (256, 256))
+image = cv2.resize(cv2.imread({str(ROOT / 'src' / 'ferlite' / 'edge' / 'demo' / 'astronaut.jpg')!r}), (256, 256))
 rec = Recognizer(model={str(tiny_model)!r})
 failed = []
 def work():
