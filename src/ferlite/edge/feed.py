@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .backoff import Backoff
 from .errors import FeedError, InputError
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,7 @@ _MAX_INT = 2**63 - 1
 # The longest single wait in recv(): should_stop and the timeout are checked this often.
 _READ_SLICE_S = 0.25
 _CONNECT_S = 10.0  # connect() is retried this long while the listen backlog is full (without a timeout)
+_CONNECT_RETRY_S = (0.005, 0.1)  # first and longest wait between those tries
 
 
 def check_socket_path(path: str | os.PathLike[str]) -> str:
@@ -416,15 +418,13 @@ def _connect(
     connect() does not block, and a burst of readers would fail instead of waiting."""
     limit = timeout if timeout is not None and timeout != float("inf") else _CONNECT_S
     deadline = time.monotonic() + limit
-    delay = 0.005
+    backoff = Backoff(*_CONNECT_RETRY_S)
     sock.settimeout(min(limit, _READ_SLICE_S))
     while True:
         try:
             sock.connect(path)
         except BlockingIOError:
-            if time.monotonic() + delay > deadline or (should_stop is not None and should_stop()):
+            if time.monotonic() + backoff.delay > deadline or backoff.wait(should_stop):
                 raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
             continue
         return

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from .backoff import Backoff, stoppable_sleep
 from .contract import IMAGE_SUFFIXES
 from .errors import FileRefusedError, SourceError, SourceOpenError
 from .settings import read_bytes
@@ -33,7 +34,6 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".m
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEFAULT_MAX_PIXELS = 40_000_000  # EdgeConfig.max_image_pixels
 BYTES_PER_PIXEL = 4  # a file larger than max_pixels * this (+ 1 MiB) is no image worth decoding
-WAIT_SLICE_S = 0.1  # waits are cut into slices this long so that a stop request is seen soon
 MAX_CAMERA_INDEX = 99  # --source N: cameras 0..99 (a larger number: its /dev/videoN)
 
 
@@ -78,16 +78,6 @@ class Closing:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def stoppable_sleep(seconds: float, should_stop: Callable[[], bool] = lambda: False) -> None:
-    """Sleep `seconds`, but return within WAIT_SLICE_S once should_stop() is true."""
-    deadline = time.monotonic() + seconds
-    while not should_stop():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        time.sleep(min(left, WAIT_SLICE_S))
 
 
 def utf8_name(path: str | os.PathLike[str]) -> bool:
@@ -388,7 +378,8 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode one image file from bytes read here, upright, or raise UnusableImage saying why.
 
     The file is read by the one hardened reader (settings.read_bytes: opened without blocking, a regular
-    file of at most what `max_pixels` needs; a FIFO named .jpg would block forever); its header must name at most `max_pixels` pixels before anything is decoded.
+    file of at most what `max_pixels` needs; a FIFO named .jpg would block forever); its header must
+    name at most `max_pixels` pixels before anything is decoded.
     cv2.imread is never used: it crashes on names that are not valid UTF-8. The image comes back
     as a viewer shows it: its EXIF orientation (a phone's portrait photo) applied, as cv2.imread
     would. Every image file fer-edge, fer-preview and the API read comes through here.
@@ -468,7 +459,7 @@ class ImageFilesSource(Closing):
         self._index = 0
         self.passes = 0  # passes completed (a looping folder): 0 while the first pass runs
         self._pass_read = False
-        self._delay = backoff[0]
+        self._backoff = Backoff(*backoff)
         self._warned: set[str] = set()
         self._next_idle_warning = 0.0
 
@@ -502,7 +493,7 @@ class ImageFilesSource(Closing):
 
     def _next_pass(self) -> None:
         if self._pass_read:
-            self._delay = self.backoff[0]
+            self._backoff.reset()
         else:
             now = time.monotonic()
             if now >= self._next_idle_warning:
@@ -512,8 +503,7 @@ class ImageFilesSource(Closing):
                 )
                 self._next_idle_warning = now + 60.0
             self._on_wait()
-            self._sleep(self._delay)
-            self._delay = min(self._delay * 2, self.backoff[1])
+            self._sleep(self._backoff.next_delay())
         self._pass_read = False
         self._index = 0
         self.passes += 1
@@ -726,23 +716,22 @@ class ReopeningSource(Closing):
         self.reopens = 0
 
     def read(self) -> Frame | None:
-        delay = self.initial_s
+        backoff = Backoff(self.initial_s, self.max_s)
         while not self._should_stop():
             if self._source is not None:
                 try:
                     return self._source.read()
                 except SourceError as e:
-                    log.warning("%s; reopening in %.1f s", e, delay)
+                    log.warning("%s; reopening in %.1f s", e, backoff.delay)
                     self._drop()
             self._on_wait()
-            self._sleep(delay)
-            delay = min(delay * 2, self.max_s)
+            self._sleep(backoff.next_delay())
             if self._should_stop():
                 break
             try:
                 self._source = self._opener()
             except SourceError as e:
-                log.warning("%s; retrying in %.1f s", e, delay)
+                log.warning("%s; retrying in %.1f s", e, backoff.delay)
                 continue
             self.reopens += 1
             log.info("%s reopened", self.name)
