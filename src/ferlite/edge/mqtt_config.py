@@ -58,7 +58,7 @@ class MqttConfig(settings.Settings):
     hold_s: float = setting(2.0, "a new dominant expression must lead for this long before the state changes",
                             low=0.0, high=3600.0)
     hold_margin: float = setting(0.1, "how far a new dominant expression must lead: its mean score over the "
-                                 "faces in view minus the current one's (0..1)",
+                                 "faces in view minus the current one's",
                                  low=0.0, high=1.0)
     none_after_s: float = setting(5.0, "no face seen for this long: the expression is none and nobody is in view",
                                   low=0.0, high=3600.0)
