@@ -13,8 +13,9 @@ from typing import Any
 from . import settings
 from .detector import DEFAULT_DETECTOR, DEFAULT_MIN_NEIGHBORS, DEFAULT_MIN_SIZE, DEFAULT_SCALE_FACTOR, DETECTORS
 from .errors import ConfigError
-from .feed import MAX_PATH_BYTES
+from .feed import DEFAULT_SOCKET_BUFFER, DEFAULT_SOCKET_MODE, MAX_PATH_BYTES
 from .settings import LOG_LEVELS, MAX_CONFIG_BYTES, read_toml, refuse_unknown, setting, short
+from .sources import DEFAULT_FRAME_SIZE, DEFAULT_MAX_PIXELS, DEFAULT_REOPEN_S
 from .sweep import DEFAULT_BUDGET, DEFAULT_COOLDOWN, DEFAULT_REFRESH_EVERY
 from .tracking import DEFAULT_TRACK_MARGIN
 
@@ -60,13 +61,16 @@ class EdgeConfig(settings.Settings):
     whole_frame: bool = setting(False, "no detection: the whole frame is one face")
     socket: str | None = setting(None, "also serve the feed on this Unix socket", non_empty=True,
                                  max_bytes=MAX_PATH_BYTES)
-    socket_mode: int = setting(0o660, "the socket's permissions, octal (600..660)", parse=parse_socket_mode,
-                               check=_socket_mode_problem, show=lambda mode: f'"{mode:o}"')
-    socket_buffer: int = setting(256 * 1024, "bytes queued per reader before it is dropped", low=1024, high=1 << 30)
+    socket_mode: int = setting(DEFAULT_SOCKET_MODE, "the socket's permissions, octal (600..660)",
+                               parse=parse_socket_mode, check=_socket_mode_problem, show=lambda mode: f'"{mode:o}"')
+    socket_buffer: int = setting(DEFAULT_SOCKET_BUFFER, "bytes queued per reader before it is dropped", low=1024,
+                                 high=1 << 30)
     stdout: bool = setting(True, "results on stdout")
     log_level: str = setting("INFO", "how much is logged on stderr", choices=LOG_LEVELS, fold_case=True)
-    frame_width: int = setting(640, "camera sources only: frame width asked for", low=16, high=16384)
-    frame_height: int = setting(480, "camera sources only: frame height asked for", low=16, high=16384)
+    frame_width: int = setting(DEFAULT_FRAME_SIZE[0], "camera sources only: frame width asked for", low=16,
+                               high=16384)
+    frame_height: int = setting(DEFAULT_FRAME_SIZE[1], "camera sources only: frame height asked for", low=16,
+                                high=16384)
     fps_limit: float | None = setting(None, "image/video sources: pace to this rate (default: as fast as possible)",
                                       low=0.01, high=1000.0)
     detector: str = setting(DEFAULT_DETECTOR, "face detector (a model's spec names the one its framing was measured "
@@ -95,11 +99,13 @@ class EdgeConfig(settings.Settings):
     # +0.85 points on FER+ validation with the shipped model, but one more inference per face: off by default
     # to keep the speed bar (docs/model.md).
     flip: bool = setting(False, "test-time flip: average each face with its mirror image")
-    reopen_initial_s: float = setting(0.5, "first wait before reopening a failed camera", low=0.001, high=3600.0)
-    reopen_max_s: float = setting(10.0, "longest wait between reopening attempts", low=0.001, high=3600.0)
+    reopen_initial_s: float = setting(DEFAULT_REOPEN_S[0], "first wait before reopening a failed camera",
+                                      low=0.001, high=3600.0)
+    reopen_max_s: float = setting(DEFAULT_REOPEN_S[1], "longest wait between reopening attempts", low=0.001,
+                                  high=3600.0)
     status_every_s: float = setting(5.0, "seconds between status log lines", low=0.1, high=86400.0)
-    max_image_pixels: int = setting(40_000_000, "image sources: a file whose header says it holds more pixels is "
-                                    "skipped unread", low=64, high=1 << 30)
+    max_image_pixels: int = setting(DEFAULT_MAX_PIXELS, "image sources: a file whose header says it holds more "
+                                    "pixels is skipped unread", low=64, high=1 << 30)
     annotate: str | None = setting(None, "also write annotated frames here: a video file (cameras, videos) or a "
                                    "folder of images (stills)", non_empty=True)
     format: str = setting("json", "results on stdout: one JSON object per frame, or a CSV row per face (the socket "

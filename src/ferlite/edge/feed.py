@@ -38,6 +38,11 @@ MAX_ACCEPTS_PER_PUBLISH = 16
 MAX_ACCEPT_CALLS_PER_PUBLISH = LISTEN_BACKLOG + MAX_ACCEPTS_PER_PUBLISH
 # sockaddr_un.sun_path is 108 bytes with its terminating NUL.
 MAX_PATH_BYTES = 107
+# The feed's defaults, here once: fer-edge's socket_mode and socket_buffer settings take them as theirs, and
+# the readers (fer-watch, fer-mqtt) connect to DEFAULT_SOCKET, where the systemd unit has fer-edge serve.
+DEFAULT_SOCKET = "/run/ferlite/feed.sock"
+DEFAULT_SOCKET_MODE = 0o660  # owner and group read and write
+DEFAULT_SOCKET_BUFFER = 256 * 1024  # bytes queued per reader before it is dropped
 
 
 class _Reader:
@@ -90,8 +95,8 @@ class SocketFeed:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        mode: int = 0o660,
-        buffer_limit: int = 256 * 1024,
+        mode: int = DEFAULT_SOCKET_MODE,
+        buffer_limit: int = DEFAULT_SOCKET_BUFFER,
     ) -> None:
         """Bind `path` (a stale socket file is replaced; a live one or another file is refused)."""
         self.path = Path(path)
@@ -267,8 +272,8 @@ def iterate_messages(
 
     For your own programs:
 
-        from ferlite.edge.feed import iterate_messages
-        for message in iterate_messages("/run/ferlite/feed.sock"):
+        from ferlite.edge.feed import DEFAULT_SOCKET, iterate_messages
+        for message in iterate_messages(DEFAULT_SOCKET):
             for face in message["faces"]:
                 print(face["label"], face["score"])
 

@@ -32,7 +32,11 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg", ".h264"})
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
-DEFAULT_MAX_PIXELS = 40_000_000  # EdgeConfig.max_image_pixels
+# The sources' defaults, here once (EdgeConfig's max_image_pixels, frame_width/frame_height and
+# reopen_initial_s/reopen_max_s take them as theirs).
+DEFAULT_MAX_PIXELS = 40_000_000  # an image file whose header says more is skipped unread
+DEFAULT_FRAME_SIZE = (640, 480)  # width, height asked of a camera
+DEFAULT_REOPEN_S = (0.5, 10.0)  # first and longest wait before reopening a failed camera (or re-reading a folder)
 BYTES_PER_PIXEL = 4  # a file larger than max_pixels * this (+ 1 MiB) is no image worth decoding
 MAX_CAMERA_INDEX = 99  # --source N: cameras 0..99 (a larger number: its /dev/videoN)
 
@@ -438,7 +442,7 @@ class ImageFilesSource(Closing):
         *,
         folder: Path | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        backoff: tuple[float, float] = (0.5, 10.0),
+        backoff: tuple[float, float] = DEFAULT_REOPEN_S,
         should_stop: Callable[[], bool] = lambda: False,
         on_wait: Callable[[], None] = lambda: None,
         sleep: Callable[[float], None] | None = None,
@@ -653,7 +657,7 @@ class VideoCaptureSource(Closing):
 class Picamera2Source(Closing):
     """picamera2's lores YUV420 stream; the Y plane goes straight to Haar, no colour conversion."""
 
-    def __init__(self, size: tuple[int, int] = (640, 480), module: Any = None) -> None:
+    def __init__(self, size: tuple[int, int] = DEFAULT_FRAME_SIZE, module: Any = None) -> None:
         self.name = "picamera2"
         if module is None:
             try:
@@ -698,8 +702,8 @@ class ReopeningSource(Closing):
     def __init__(
         self,
         opener: Callable[[], FrameSource],
-        initial_s: float = 0.5,
-        max_s: float = 10.0,
+        initial_s: float = DEFAULT_REOPEN_S[0],
+        max_s: float = DEFAULT_REOPEN_S[1],
         sleep: Callable[[float], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         on_wait: Callable[[], None] = lambda: None,
@@ -762,8 +766,8 @@ def _picamera2_importable() -> bool:
 def open_source(
     spec: str,
     loop: bool = False,
-    size: tuple[int, int] = (640, 480),
-    reopen: tuple[float, float] = (0.5, 10.0),
+    size: tuple[int, int] = DEFAULT_FRAME_SIZE,
+    reopen: tuple[float, float] = DEFAULT_REOPEN_S,
     should_stop: Callable[[], bool] = lambda: False,
     on_wait: Callable[[], None] = lambda: None,
     max_pixels: int = DEFAULT_MAX_PIXELS,

@@ -20,10 +20,9 @@ from types import FrameType
 from typing import Any
 
 from .errors import FeedError
-from .feed import iterate_messages
+from .feed import DEFAULT_SOCKET, iterate_messages
 from .version import version_text
 
-DEFAULT_SOCKET = "/run/ferlite/feed.sock"
 EXIT_OK = 0
 EXIT_TIMEOUT = 1
 EXIT_BAD = 2

@@ -1,0 +1,42 @@
+"""Each default is written once, beside the code that reads it: fer-edge's settings take it from there, and every
+function that has it as a default says the same (no copy to drift)."""
+
+from __future__ import annotations
+
+import inspect
+
+from ferlite.edge import feed, sources, watch
+from ferlite.edge.config import EdgeConfig
+
+
+def _default(function, name):
+    return inspect.signature(function).parameters[name].default
+
+
+def test_the_feeds_defaults_are_fer_edges():
+    config = EdgeConfig()
+    assert config.socket_mode == feed.DEFAULT_SOCKET_MODE == _default(feed.SocketFeed, "mode") == 0o660
+    assert config.socket_buffer == feed.DEFAULT_SOCKET_BUFFER == _default(feed.SocketFeed, "buffer_limit")
+
+
+def test_fer_watch_reads_the_feeds_default_socket(capsys):
+    assert watch.DEFAULT_SOCKET is feed.DEFAULT_SOCKET
+    try:
+        watch.main(["--help"])
+    except SystemExit:
+        pass
+    assert f"default {feed.DEFAULT_SOCKET}" in capsys.readouterr().out
+
+
+def test_the_sources_defaults_are_fer_edges():
+    config = EdgeConfig()
+    assert config.max_image_pixels == sources.DEFAULT_MAX_PIXELS == _default(sources.read_image, "max_pixels")
+    assert config.max_image_pixels == _default(sources.ImageFilesSource, "max_pixels")
+    assert config.max_image_pixels == _default(sources.open_source, "max_pixels")
+    size = (config.frame_width, config.frame_height)
+    assert size == sources.DEFAULT_FRAME_SIZE == _default(sources.open_source, "size")
+    assert size == _default(sources.Picamera2Source, "size")
+    reopen = (config.reopen_initial_s, config.reopen_max_s)
+    assert reopen == sources.DEFAULT_REOPEN_S == _default(sources.open_source, "reopen")
+    assert reopen == _default(sources.ImageFilesSource, "backoff")
+    assert reopen == (_default(sources.ReopeningSource, "initial_s"), _default(sources.ReopeningSource, "max_s"))
