@@ -24,7 +24,7 @@ from test_mqtt import REPO, Bridge, Broker, FakeFeed, Subscriber, bridge_setting
 
 from ferlite.edge.feed import SocketFeed
 from ferlite.edge.ha import ENTITIES, Calm, Throttle, discovery_messages, removed_discovery_topics, scene_scores
-from ferlite.edge.mqtt import Backoff, Outbox, Translator
+from ferlite.edge.mqtt import Outbox, Reconnects, Translator
 from ferlite.edge.mqtt_config import HA_ENTITIES, MqttConfigError, make_config, read_model
 
 try:
@@ -291,7 +291,7 @@ def test_translator_publishes_the_calm_state_only_on_change() -> None:
 
 
 def test_backoff_probes_a_refusing_peer_every_restart_probe_s() -> None:
-    backoff = Backoff(make_config({"reconnect_initial_s": 0.5, "reconnect_max_s": 30.0, "restart_probe_s": 1.0}))
+    backoff = Reconnects(make_config({"reconnect_initial_s": 0.5, "reconnect_max_s": 30.0, "restart_probe_s": 1.0}))
     assert [backoff.wait(refused=True) for _ in range(6)] == [0.5, 1.0, 1.0, 1.0, 1.0, 1.0]
     assert backoff.wait(refused=False) == 30.0  # unreachable, a timeout, a TLS error: the backoff as before
     backoff.reset()

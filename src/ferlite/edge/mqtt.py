@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from .backoff import Backoff
 from .errors import FeedError
 from .feed import check_socket_path, iterate_messages
 from .ha import (
@@ -470,23 +471,22 @@ class Worker(threading.Thread):
 # --- the broker connection ----------------------------------------------------------------------------
 
 
-class Backoff:
-    """The wait before the next connection attempt (the broker's or the feed's): reconnect_initial_s, doubled
-    up to reconnect_max_s; at most restart_probe_s after a refusal (the host is up and nothing listens: the
-    broker or fer-edge is restarting, and a refused attempt costs nothing), so it is found within about
-    restart_probe_s of its return."""
+class Reconnects:
+    """When to try the broker (or the feed) again: the one exponential backoff (reconnect_initial_s doubling up to
+    reconnect_max_s), but at most restart_probe_s after a refusal (the host is up and nothing listens: the broker or
+    fer-edge is restarting, and a refused attempt costs nothing), so it is found within about restart_probe_s of
+    its return."""
 
     def __init__(self, config: MqttConfig) -> None:
-        self.config = config
-        self.delay = config.reconnect_initial_s
+        self.backoff = Backoff(config.reconnect_initial_s, config.reconnect_max_s)
+        self.probe_s = config.restart_probe_s
 
     def reset(self) -> None:
-        self.delay = self.config.reconnect_initial_s
+        self.backoff.reset()
 
     def wait(self, refused: bool) -> float:
-        wait = min(self.delay, self.config.restart_probe_s) if refused else self.delay
-        self.delay = min(self.delay * 2, self.config.reconnect_max_s)
-        return wait
+        delay = self.backoff.next_delay()
+        return min(delay, self.probe_s) if refused else delay
 
 
 class BrokerLink(Worker):
@@ -584,7 +584,7 @@ class BrokerLink(Worker):
 
     # the thread
     def work(self) -> None:
-        backoff = Backoff(self.config)
+        backoff = Reconnects(self.config)
         while not self.stop.is_set():
             refused = False
             try:
@@ -717,7 +717,7 @@ class FeedReader(Worker):
         self._lost_at: float | None = None  # when a feed that was read went away
 
     def work(self) -> None:
-        backoff = Backoff(self.config)
+        backoff = Reconnects(self.config)
         last_reason = None
         while not self.stop.is_set():
             up, reason, refused = self._read()
