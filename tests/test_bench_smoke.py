@@ -45,6 +45,22 @@ def test_bench_pipeline_finds_what_the_baseline_finds(tiny_model, tmp_path):
         assert run["new_face_worst"] is not None and run["new_face_worst"] <= run["new_face_bound"]
 
 
+
+def test_bench_pipeline_measures_each_detector_beside_the_default_on_the_same_frames(tiny_model, tmp_path):
+    from ferlite.edge.detector import DETECTORS
+
+    args = bench_pipeline.parse_args(["--frames", "12", "--scenes", "1", "--fer-faces", "0"])
+    clean = bench_pipeline.make_scenes(args, tmp_path)["clean"]
+    run = bench_pipeline.run_threads(clean, tiny_model, 1, EdgeConfig(), detectors=list(DETECTORS))
+    rows = run["detectors"]
+    assert list(rows) == list(DETECTORS)  # the default first, then the others
+    default = rows["haar"]
+    assert default["ms"] == run["ferlite_ms"] and default["recall"] == run["recall_ferlite"]
+    assert default["counts"]["false"] == run["counts"]["ferlite_false"]
+    for name, row in rows.items():
+        assert row["ms"]["n"] == 48 and row["recall"] >= 0.9 and row["counts"]["duplicate"] == 0, name
+
+
 @pytest.mark.slow
 def test_soak_short_no_message_lost_daemon_survives_camera_failures(tiny_model):
     args = soak.parse_args([

@@ -170,3 +170,16 @@ def test_the_spec_names_the_detector_its_framing_was_measured_with(tmp_path):
         spec_file.write_text(text.replace('"haar-alt2"', bad))
         with pytest.raises(ModelSpecError, match="framing_detector must be a detector's name"):
             read_spec(model)
+
+
+def test_training_measures_framing_with_the_detector_given_and_names_it(astronaut):
+    from ferlite.train.framing import measure_framing
+
+    found = max(HaarDetector().detect(astronaut), key=lambda b: b[2] * b[3])
+    x, y, w, h = found
+    crop = cv2.resize(cv2.cvtColor(astronaut[y - 10 : y + h + 10, x - 10 : x + w + 10], cv2.COLOR_BGR2GRAY), (48, 48))
+    crops = np.stack([crop] * 25)
+    assert measure_framing(crops).detector == "haar"
+    alt2 = measure_framing(crops, make_detector(EdgeConfig(detector="haar-alt2")))
+    assert alt2.detector == "haar-alt2" and alt2.found >= 20
+    assert alt2.to_dict()["detector"] == "haar-alt2"  # what run.json records and fer-convert puts in the spec

@@ -10,11 +10,18 @@ Two sets of the same scenes: "clean" (the rendered frames, light smooth noise) a
 (Gaussian noise of sigma 2, 4 or 6 grey levels per pixel, then through a real video codec and
 back, as a camera or a video file gives them). Per set: mean, median and p95 per frame, recall,
 duplicate and false faces, and how many frames a face that appears waits to be reported.
+
+Every registered detector (--detectors) runs the same pipeline on the same frames, interleaved with
+the default and the baseline: its ms/frame, recall, false and duplicate faces side by side with the
+default's ("detectors" in each run). A short run of them:
+
+    .venv/bin/python tests/bench/bench_pipeline.py --threads 1 --frames 60 --scenes 2 --startup-runs 0 --no-peer
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -41,7 +48,7 @@ from measure import (
 
 from ferlite.edge.api import build_pipeline
 from ferlite.edge.config import EdgeConfig
-from ferlite.edge.detector import HaarDetector
+from ferlite.edge.detector import DETECTORS, HaarDetector, make_detector
 from ferlite.edge.preprocess import Box, preprocess_faces
 from ferlite.edge.runner import ModelRunner
 from ferlite.edge.sweep import new_face_bound
@@ -93,47 +100,84 @@ def make_scenes(args: argparse.Namespace, folder: Path) -> dict[str, list[list[s
 
 
 def run_threads(
-    all_scenes: list[list[scenes.Frame]], model: Path, threads: int, config: EdgeConfig
+    all_scenes: list[list[scenes.Frame]], model: Path, threads: int, config: EdgeConfig,
+    detectors: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Interleaved latencies, detection agreement and time to new face for one thread count."""
+    """Interleaved latencies, detection agreement and time to new face for one thread count.
+
+    `config.detector` is "ferlite" (the keys of the report); each name in `detectors` runs the same
+    pipeline with that detector on the same frames, interleaved with the others (the order rotates
+    every frame), its figures under "detectors" beside the default's."""
     cv2.setNumThreads(threads)
     runner = ModelRunner(model, threads=threads)
     baseline = Baseline(runner)
-    times: dict[str, list[float]] = {"baseline": [], "ferlite": []}
-    counts = {"truth": 0, "baseline_hit": 0, "ferlite_hit": 0, "baseline_only": 0, "ferlite_only": 0,
-              "baseline_false": 0, "ferlite_false": 0, "baseline_duplicate": 0, "ferlite_duplicate": 0}
-    new_face_frames: list[int | None] = []
+    names = [config.detector, *(d for d in detectors if d != config.detector)]
+    configs = {name: dataclasses.replace(config, detector=name) for name in names}
+    times: dict[str, list[float]] = {"baseline": [], **{name: [] for name in names}}
+    counts = {"truth": 0, "baseline_hit": 0, "baseline_false": 0, "baseline_duplicate": 0}
+    per = {name: {"hit": 0, "only": 0, "baseline_only": 0, "false": 0, "duplicate": 0} for name in names}
+    new_face_frames: dict[str, list[int | None]] = {name: [] for name in names}
     by_kind: dict[str, dict[str, list[float]]] = {}
     for frames in all_scenes:
         kind = by_kind.setdefault(frames[0].scene, {"baseline": [], "ferlite": []})
-        detector = HaarDetector(config.scale_factor, config.min_neighbors, config.min_size)
-        pipeline = build_pipeline(config, runner, detector, temporal=True)  # as fer-edge builds it for a camera
-        waiting: tuple[Box, int] | None = None
+        # As fer-edge builds it for a camera.
+        pipelines = {name: build_pipeline(c, runner, make_detector(c), temporal=True) for name, c in configs.items()}
+        waiting: dict[str, tuple[Box, int] | None] = dict.fromkeys(names)
         for index, frame in enumerate(frames):
-            order = ("baseline", "ferlite") if index % 2 == 0 else ("ferlite", "baseline")
+            turn = index % (len(names) + 1)
+            everyone = ["baseline", *names]
             found: dict[str, list[Box]] = {}
-            for name in order:
+            for name in everyone[turn:] + everyone[:turn]:
                 if name == "baseline":
                     seconds, found[name] = _timed(lambda f=frame: baseline.process(f.image))
                 else:
-                    seconds, result = _timed(lambda f=frame, p=pipeline: p.process(f.image))
+                    seconds, result = _timed(lambda f=frame, p=pipelines[name]: p.process(f.image))
                     found[name] = [face.box for face in result.faces]
                 times[name].append(seconds)
-                kind[name].append(seconds)
-            _count(counts, frame.truth, found["baseline"], found["ferlite"])
-            if frame.new_face is not None:
-                waiting = (frame.truth[frame.new_face], 0)
-            if waiting is not None:
-                box = max(frame.truth, key=lambda t, b=waiting[0]: iou(t, b))  # the new face, moved
-                waiting = (box, waiting[1] + 1)
-                if not unmatched([box], found["ferlite"]):
-                    new_face_frames.append(waiting[1])
-                    waiting = None
-        if waiting is not None:
-            new_face_frames.append(None)
-    summary = _summary(times, counts, new_face_frames, config, threads, runner.backend)
+                if name in ("baseline", config.detector):
+                    kind["baseline" if name == "baseline" else "ferlite"].append(seconds)
+            _count_baseline(counts, frame.truth, found["baseline"])
+            for name in names:
+                _count(per[name], frame.truth, found["baseline"], found[name])
+                waiting[name] = _wait_for_new_face(frame, found[name], waiting[name], new_face_frames[name])
+        for name in names:
+            if waiting[name] is not None:
+                new_face_frames[name].append(None)
+    main = config.detector
+    counts |= {"ferlite_hit": per[main]["hit"], "baseline_only": per[main]["baseline_only"],
+               "ferlite_only": per[main]["only"], "ferlite_false": per[main]["false"],
+               "ferlite_duplicate": per[main]["duplicate"]}
+    summary = _summary({"baseline": times["baseline"], "ferlite": times[main]}, counts, new_face_frames[main],
+                       config, threads, runner.backend)
     summary["by_scene"] = {name: _scene_summary(t) for name, t in by_kind.items()}
+    summary["detectors"] = {name: _detector_summary(times[name], times["baseline"], per[name], counts["truth"],
+                                                    new_face_frames[name]) for name in names}
     return summary
+
+
+def _wait_for_new_face(frame: scenes.Frame, found: list[Box], waiting: tuple[Box, int] | None,
+                       record: list[int | None]) -> tuple[Box, int] | None:
+    """Follow a face that appeared until `found` holds it: the frames it waited go to `record`."""
+    if frame.new_face is not None:
+        waiting = (frame.truth[frame.new_face], 0)
+    if waiting is None:
+        return None
+    box = max(frame.truth, key=lambda t, b=waiting[0]: iou(t, b))  # the new face, moved
+    waiting = (box, waiting[1] + 1)
+    if not unmatched([box], found):
+        record.append(waiting[1])
+        return None
+    return waiting
+
+
+def _detector_summary(times: list[float], baseline: list[float], counts: dict[str, int], truth: int,
+                      new_face: list[int | None]) -> dict[str, Any]:
+    ms, base = stats_ms(times), stats_ms(baseline)
+    seen = [n for n in new_face if n is not None]
+    return {"ms": ms, "ratio_mean": round(base["mean"] / ms["mean"], 2),
+            "ratio_median": round(base["median"] / ms["median"], 2),
+            "recall": round(counts["hit"] / max(1, truth), 4), "counts": dict(counts),
+            "new_face_worst": max(seen) if seen and len(seen) == len(new_face) else None}
 
 
 def _scene_summary(times: dict[str, list[float]]) -> dict[str, float]:
@@ -143,16 +187,20 @@ def _scene_summary(times: dict[str, list[float]]) -> dict[str, float]:
             "ferlite_p95_over_median": round(fer["p95"] / fer["median"], 2)}
 
 
-def _count(counts: dict[str, int], truth: list[Box], base: list[Box], fer: list[Box]) -> None:
+def _count_baseline(counts: dict[str, int], truth: list[Box], base: list[Box]) -> None:
     counts["truth"] += len(truth)
     counts["baseline_hit"] += len(truth) - len(unmatched(truth, base))
-    counts["ferlite_hit"] += len(truth) - len(unmatched(truth, fer))
-    counts["baseline_only"] += len(unmatched(base, fer))
-    counts["ferlite_only"] += len(unmatched(fer, base))
     counts["baseline_false"] += len(unmatched(base, truth))
-    counts["ferlite_false"] += len(unmatched(fer, truth))
     counts["baseline_duplicate"] += _duplicates(truth, base)
-    counts["ferlite_duplicate"] += _duplicates(truth, fer)
+
+
+def _count(counts: dict[str, int], truth: list[Box], base: list[Box], found: list[Box]) -> None:
+    """One detector's hits, false and duplicate faces, and its disagreements with the baseline."""
+    counts["hit"] += len(truth) - len(unmatched(truth, found))
+    counts["baseline_only"] += len(unmatched(base, found))
+    counts["only"] += len(unmatched(found, base))
+    counts["false"] += len(unmatched(found, truth))
+    counts["duplicate"] += _duplicates(truth, found)
 
 
 def _duplicates(truth: list[Box], found: list[Box]) -> int:
@@ -281,6 +329,16 @@ def print_tables(report: dict[str, Any]) -> None:
               f"| {r['recall_baseline']:.2%} | {r['recall_ferlite']:.2%} "
               f"| {c['baseline_duplicate']} | {c['ferlite_duplicate']} | {c['baseline_false']} | {c['ferlite_false']} "
               f"| {r['new_face_worst']}; {r['new_face_frames']} |")
+    print("\ndetectors side by side (the same frames, interleaved; ratio: full-frame Haar's mean / the detector's)")
+    print("| scenes | threads | detector | mean ms | median ms | p95 ms | ratio (mean) | recall | false faces "
+          "| duplicates | new face within (worst) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in report["runs"]:
+        for name, d in r.get("detectors", {}).items():
+            m, c = d["ms"], d["counts"]
+            print(f"| {r['scenes']} | {r['threads']} | {name} | {m['mean']:.2f} | {m['median']:.2f} | {m['p95']:.2f} "
+                  f"| {d['ratio_mean']:.1f}x | {d['recall']:.2%} | {c['false']} | {c['duplicate']} "
+                  f"| {d['new_face_worst']} |")
     print("\nstart-up to first result and peak RSS (VmHWM)")
     print("| process | first result (median s) | peak RSS (MB) |")
     print("|---|---|---|")
@@ -300,6 +358,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--scenes", type=int, default=3, help="scenes of each kind (single, multi, empty, appear)")
     p.add_argument("--threads", default=f"1,{os.cpu_count() or 1}", help="comma-separated thread counts")
     p.add_argument("--detect-width", type=int, help="override ferlite's default detect_width (0: full frame)")
+    p.add_argument("--detectors", default=",".join(DETECTORS),
+                   help="comma-separated detectors measured beside the default (default: every registered one)")
     p.add_argument("--startup-runs", type=int, default=3)
     p.add_argument("--no-peer", action="store_true", help="skip the TensorFlow peer")
     p.add_argument("--fer-faces", type=int, default=4, help="FER2013 faces to add when ../shared/data is there")
@@ -324,7 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for threads in (int(t) for t in args.threads.split(",")):
             for name, all_scenes in sets.items():
                 log.info("measuring %s scenes at %d thread(s)", name, threads)
-                report["runs"].append({"scenes": name, **run_threads(all_scenes, args.model, threads, config)})
+                detectors = [d for d in args.detectors.split(",") if d]
+                report["runs"].append({"scenes": name, **run_threads(all_scenes, args.model, threads, config,
+                                                                     detectors)})
         clean = sets["clean"]
         frames = write_frames([s[len(s) // 2] for s in clean[: len(KINDS)]], Path(tmp))
         # A video file of a scene for fer-edge to play: its memory on a video source.

@@ -179,7 +179,8 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
         if "framing" not in source:  # measured (and warned about) only when the run recorded none
             source["framing"] = _framing_from(calibration if args.cropped else None)
         margin = float(source["framing"]["margin"])
-        spec = ModelSpec(quantization=args.quantization, margin=margin, source=source)
+        spec = ModelSpec(quantization=args.quantization, margin=margin, source=source,  # runs before it: Haar's
+                         framing_detector=str(source["framing"].get("detector", ModelSpec.framing_detector)))
         write_spec(tmp, spec)
         result = verify(model, tmp, check.faces, check.labels)
         _print_verification(args, len(data), result, check.source)

@@ -1,11 +1,12 @@
-"""How the training faces are framed, measured with the edge's own detector.
+"""How the training faces are framed, measured with the edge's own detector (Haar unless told another).
 
 The edge crops a face around a Haar box; the data sets' crops were made by their own aligners
 and hold more forehead and chin. Running the edge's Haar detector over training crops (enlarged,
 so that the face is well above the cascade's window) shows where a Haar box sits inside a
 training crop. The median box width as a fraction of the crop gives the margin the edge must add
 on each side of its Haar box to crop faces the way the model saw them. fer-train records it in
-run.json and fer-convert writes it into the model's spec.
+run.json and fer-convert writes it into the model's spec, with the name of the detector it was
+measured with (the spec's `framing_detector`: the edge warns when it runs another).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import cv2
 import numpy as np
 
 from ferlite.edge.contract import DEFAULT_MARGIN
-from ferlite.edge.detector import HaarDetector
+from ferlite.edge.detector import Detector, HaarDetector
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Framing:
     center_y: float
     faces: int  # crops searched
     found: int  # crops where Haar found a face
+    detector: str = HaarDetector.name  # the detector measured with (edge.detector.DETECTORS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,17 +49,18 @@ def margin_for(box_width: float) -> float:
     return round(max(0.0, (1.0 / box_width - 1.0) / 2.0), 3)
 
 
-def measure_framing(faces: np.ndarray, detector: HaarDetector | None = None, limit: int = 600,
+def measure_framing(faces: np.ndarray, detector: Detector | None = None, limit: int = 600,
                     seed: int = 0) -> Framing:
     """Framing of (n, h, w) uint8 face crops, from at most `limit` of them (a seeded sample).
 
     Returns the default margin (and says so in the log) when Haar finds too few faces.
     """
     picked = _sample(np.arange(len(faces)), limit, np.random.default_rng(seed))
-    return framing_of(haar_boxes(faces[picked], detector))
+    detector = detector or HaarDetector()
+    return framing_of(haar_boxes(faces[picked], detector), detector.name)
 
 
-def measure_framing_per_set(faces: np.ndarray, datasets: Sequence[str], detector: HaarDetector | None = None,
+def measure_framing_per_set(faces: np.ndarray, datasets: Sequence[str], detector: Detector | None = None,
                             limit: int = 600, seed: int = 0) -> tuple[Framing, dict[str, Framing]]:
     """(framing over all faces, framing of each data set), with Haar run once per face.
 
@@ -75,11 +78,12 @@ def measure_framing_per_set(faces: np.ndarray, datasets: Sequence[str], detector
         rest = np.setdiff1d(members, shared)
         per_set[name] = np.concatenate([shared, _sample(rest, limit - len(shared), rng)])
     measured = np.unique(np.concatenate([pooled, *per_set.values()]))
+    detector = detector or HaarDetector()
     boxes = haar_boxes(faces[measured], detector)
     row = {int(index): i for i, index in enumerate(measured)}
 
     def framing(indices: np.ndarray) -> Framing:
-        return framing_of(boxes[[row[int(index)] for index in indices]])
+        return framing_of(boxes[[row[int(index)] for index in indices]], detector.name)
 
     return framing(pooled), {name: framing(indices) for name, indices in per_set.items()}
 
@@ -89,7 +93,7 @@ def _sample(indices: np.ndarray, limit: int, rng: np.random.Generator) -> np.nda
     return indices if len(indices) <= limit else rng.choice(indices, limit, replace=False)
 
 
-def haar_boxes(faces: np.ndarray, detector: HaarDetector | None = None) -> np.ndarray:
+def haar_boxes(faces: np.ndarray, detector: Detector | None = None) -> np.ndarray:
     """(n, 3): the largest Haar box in each crop (enlarged) as (width, centre x, centre y), fractions of
     the crop; NaN where Haar found no face."""
     detector = detector or HaarDetector()
@@ -104,13 +108,13 @@ def haar_boxes(faces: np.ndarray, detector: HaarDetector | None = None) -> np.nd
     return boxes
 
 
-def framing_of(boxes: np.ndarray) -> Framing:
+def framing_of(boxes: np.ndarray, detector: str = HaarDetector.name) -> Framing:
     """The median of haar_boxes' rows where a face was found; the default margin (logged) when fewer
     than MIN_FOUND were."""
     found = boxes[~np.isnan(boxes[:, 0])]
     if len(found) < MIN_FOUND:
         log.warning("framing: Haar found faces in %d of %d crops; keeping the default margin %.2f",
                     len(found), len(boxes), DEFAULT_MARGIN)
-        return Framing(DEFAULT_MARGIN, 0.0, 0.5, 0.5, len(boxes), len(found))
+        return Framing(DEFAULT_MARGIN, 0.0, 0.5, 0.5, len(boxes), len(found), detector)
     width, cx, cy = (float(v) for v in np.median(found, axis=0))
-    return Framing(margin_for(width), round(width, 4), round(cx, 4), round(cy, 4), len(boxes), len(found))
+    return Framing(margin_for(width), round(width, 4), round(cx, 4), round(cy, 4), len(boxes), len(found), detector)
