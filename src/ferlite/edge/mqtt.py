@@ -3,10 +3,14 @@
 Three threads, one owner each:
   feed    reads the socket with `iterate_messages` (reconnecting with backoff) and turns each frame into
           messages (`Translator`, under a lock) that go into the bounded `Outbox`;
-  broker  owns the paho client: connects (with backoff, never giving up), drains the outbox while
-          connected, and re-sends the retained topics after every reconnect;
-  main    waits for SIGTERM/SIGINT and ticks the translator (a state change held back by
-          `state_interval_s` is published when the interval ends, even if no frame comes).
+  broker  owns the paho client: connects (with backoff, never giving up; a refusing broker is probed every
+          `restart_probe_s`), drains the outbox while connected, and re-sends the retained topics after
+          every reconnect and when Home Assistant announces itself on <discovery_prefix>/status;
+  main    waits for SIGTERM/SIGINT and ticks the translator (a change held back by `state_interval_s` or
+          `attributes_interval_s` is published when the interval ends, the expression becomes none after
+          `none_after_s` without a face, the state's heartbeat), even if no frame comes.
+
+Home Assistant's side (topics, discovery payloads, the calm expression, the throttles) is in ha.py.
 
 While the broker is away the outbox keeps at most `buffer_summaries` frame summaries and `buffer_events`
 events, dropping the oldest of each and counting what it dropped; retained topics keep only their latest
