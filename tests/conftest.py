@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -43,3 +45,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} not present (real data sets live beside the project)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def restore_signals():
+    """For in-process runs of main(): put the test process's own signal handlers back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+@pytest.fixture
+def shared_dir():
+    """A folder that uid 65534 may enter (pytest's own tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="ferlite-tests-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

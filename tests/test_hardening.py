@@ -15,8 +15,6 @@ import socket
 import stat
 import struct
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,115 +22,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import ScriptedDetector
+from helpers import EDGE, ScriptedDetector, as_nobody, gray_images, one_error_line, run_edge, within, write_config
 
 from ferlite.edge.config import ConfigError, EdgeConfig, load_config
 from ferlite.edge.spec import ModelSpec, ModelSpecError, read_spec, spec_path_for
-
-EDGE = [sys.executable, "-m", "ferlite.edge.cli"]
-NOBODY = 65534
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _run(args, timeout=60, **kwargs):
-    """fer-edge in a subprocess; output as text (bytes that are not UTF-8 shown escaped)."""
-    kwargs.setdefault("stdout", subprocess.PIPE)
-    kwargs.setdefault("stderr", subprocess.PIPE)
-    done = subprocess.run(EDGE + list(args), timeout=timeout, check=False, **kwargs)
-    out = done.stdout.decode("utf-8", "backslashreplace") if isinstance(done.stdout, bytes) else ""
-    err = done.stderr.decode("utf-8", "backslashreplace") if isinstance(done.stderr, bytes) else ""
-    return subprocess.CompletedProcess(done.args, done.returncode, out, err)
-
-
-def _one_error_line(out) -> str:
-    """Exit 2, nothing on stdout, no traceback, and the reason as the last line of stderr."""
-    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
-    assert out.stdout == ""
-    assert "Traceback" not in out.stderr, out.stderr[-2000:]
-    line = out.stderr.strip().splitlines()[-1]
-    assert line.startswith("fer-edge: "), out.stderr[-2000:]
-    return line
-
-
-def _gray_images(folder: Path, count: int, size: int = 48) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        cv2.imwrite(str(folder / f"img_{i:03d}.png"), rng.integers(0, 255, (size, size), dtype=np.uint8))
-    return folder
-
-
-def _write(tmp_path: Path, text: str | bytes, name: str = "edge.toml") -> Path:
-    path = tmp_path / name
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text)
-    return path
-
-
-def _within(seconds: float, call):
-    """call() in a thread: its result, or a failure if it has not returned in time (a spin or a
-    hang before the fix must fail the test, not stall the test run)."""
-    result: dict[str, object] = {}
-
-    def target():
-        try:
-            result["value"] = call()
-        except BaseException as e:  # noqa: BLE001 - handed to the test below
-            result["error"] = e
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    worker.join(timeout=seconds)
-    assert not worker.is_alive(), f"still running after {seconds} s"
-    if "error" in result:
-        raise result["error"]  # type: ignore[misc]
-    return result.get("value")
-
-
-@pytest.fixture
-def restore_signals():
-    """For in-process runs of main(): put the test process's own signal handlers back."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)}
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
-
-
-@pytest.fixture
-def shared_dir():
-    """A folder that uid 65534 may enter (pytest's own tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="ferlite-hardening-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _as_nobody() -> list[str]:
-    """A command prefix that runs as a non-root user, or skip."""
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root and setpriv is missing: cannot test as a non-root user")
-    prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    probe = subprocess.run(prefix + [sys.executable, "-c", "import ferlite.edge.cli"],
-                           capture_output=True, timeout=60, check=False)
-    if probe.returncode != 0:
-        pytest.skip(f"uid {NOBODY} cannot run this checkout: {probe.stderr[-200:]!r}")
-    return prefix
-
 
 # ---------------------------------------------------------------- 1. names that are not UTF-8
 
 
 def test_image_named_in_invalid_utf8_is_read_not_a_segfault(tmp_path, tiny_model):
-    folder = _gray_images(tmp_path / "photos", 1)
+    folder = gray_images(tmp_path / "photos", 1)
     shutil.copy(folder / "img_000.png", os.path.join(os.fsencode(folder), b"zz\xff.png"))
-    out = _run(["--source", str(folder), "--model", str(tiny_model), "--threads", "1"])
+    out = run_edge(["--source", str(folder), "--model", str(tiny_model), "--threads", "1"])
     assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
     files = [json.loads(line)["file"] for line in out.stdout.splitlines()]
     assert files == ["img_000.png", "zz\udcff.png"]  # JSON escapes the undecodable byte
@@ -145,7 +46,7 @@ def test_video_named_in_invalid_utf8_is_refused_in_one_line(tmp_path, tiny_model
         writer.write(np.full((48, 64, 3), 90, np.uint8))
     writer.release()
     os.rename(tmp_path / "clip.avi", path)
-    line = _one_error_line(_run(["--source", os.fsdecode(path), "--model", str(tiny_model)]))
+    line = one_error_line(run_edge(["--source", os.fsdecode(path), "--model", str(tiny_model)]))
     assert "clip" in line and "UTF-8" in line
 
 
@@ -154,7 +55,7 @@ def test_model_named_in_invalid_utf8_is_refused_in_one_line(tmp_path, tiny_model
     shutil.copy(tiny_model, os.path.join(base, b"m\xff.tflite"))
     shutil.copy(spec_path_for(tiny_model), os.path.join(base, b"m\xff.spec.json"))
     model = os.fsdecode(os.path.join(base, b"m\xff.tflite"))
-    line = _one_error_line(_run(["--model", model, "--check-config"]))
+    line = one_error_line(run_edge(["--model", model, "--check-config"]))
     assert "UTF-8" in line
 
 
@@ -190,7 +91,7 @@ def test_all_unreadable_folder_with_loop_backs_off_and_honours_sigterm(tmp_path,
 def test_unreadable_pass_backs_off_doubling_and_sees_files_come_back(tmp_path):
     from ferlite.edge.sources import open_source
 
-    folder = _gray_images(tmp_path / "f", 1)
+    folder = gray_images(tmp_path / "f", 1)
     sleeps: list[float] = []
     waits: list[int] = []
     source = open_source(str(folder), loop=True, reopen=(0.5, 2.0), on_wait=lambda: waits.append(1))
@@ -206,7 +107,7 @@ def test_unreadable_pass_backs_off_doubling_and_sees_files_come_back(tmp_path):
             (folder / "y.png").write_bytes(good)
 
     source._sleep = restore
-    frame = _within(10, source.read)
+    frame = within(10, source.read)
     assert frame is not None and frame.file == "y.png"
     assert sleeps == [0.5, 1.0, 2.0, 2.0]  # doubling, capped; never a spin
     assert len(waits) == 4  # the watchdog hears about each wait
@@ -222,7 +123,7 @@ def test_unreadable_pass_returns_when_asked_to_stop(tmp_path):
     source = open_source(str(folder), loop=True, reopen=(30.0, 60.0), should_stop=lambda: stop["now"])
     threading.Timer(0.3, lambda: stop.update(now=True)).start()
     started = time.monotonic()
-    assert _within(10, source.read) is None
+    assert within(10, source.read) is None
     assert time.monotonic() - started < 5.0  # not the 30 s back-off
 
 
@@ -258,7 +159,7 @@ def test_unreadable_pass_returns_when_asked_to_stop(tmp_path):
 )
 def test_insane_numbers_refused_naming_the_setting(tmp_path, text, setting):
     with pytest.raises(ConfigError, match=setting) as info:
-        load_config(_write(tmp_path, text), {})
+        load_config(write_config(tmp_path, text), {})
     assert "edge.toml" in str(info.value)
 
 
@@ -316,7 +217,7 @@ def test_huge_image_is_skipped_from_its_header_without_decoding(tmp_path):
     cv2.imwrite(str(folder / "b_ok.jpg"), np.full((40, 40, 3), 90, np.uint8))
     started = time.monotonic()
     with open_source(str(folder)) as source:
-        frame = _within(10, source.read)
+        frame = within(10, source.read)
         assert frame is not None and frame.file == "b_ok.jpg"
         assert source.skipped == 1
     assert time.monotonic() - started < 5.0  # nothing decoded (20000x20000 took 51 s and 5.9 GB)
@@ -327,8 +228,8 @@ def test_pixel_cap_is_a_setting(tmp_path, tiny_model):
     folder.mkdir()
     cv2.imwrite(str(folder / "a_big.png"), np.full((200, 200, 3), 90, np.uint8))
     cv2.imwrite(str(folder / "b_small.png"), np.full((50, 50, 3), 90, np.uint8))
-    config = _write(tmp_path, "max_image_pixels = 10000\n")
-    out = _run(["--config", str(config), "--source", str(folder), "--model", str(tiny_model), "--threads", "1"])
+    config = write_config(tmp_path, "max_image_pixels = 10000\n")
+    out = run_edge(["--config", str(config), "--source", str(folder), "--model", str(tiny_model), "--threads", "1"])
     assert out.returncode == 0, out.stderr[-2000:]
     assert [json.loads(line)["file"] for line in out.stdout.splitlines()] == ["b_small.png"]
     assert "a_big.png" in out.stderr and "max_image_pixels" in out.stderr
@@ -410,9 +311,9 @@ def test_still_photo_box_inside_a_face_is_not_a_face():
 
 
 def test_unread_stdout_pipe_neither_stalls_the_loop_nor_delays_sigterm(tmp_path, tiny_model):
-    folder = _gray_images(tmp_path / "faces", 4)
+    folder = gray_images(tmp_path / "faces", 4)
     sock = tmp_path / "feed.sock"
-    config = _write(tmp_path, "socket_buffer = 4096\n")
+    config = write_config(tmp_path, "socket_buffer = 4096\n")
     with open(tmp_path / "err.txt", "wb") as err:
         proc = subprocess.Popen(
             EDGE + ["--config", str(config), "--source", str(folder), "--loop", "--whole-frame",
@@ -523,7 +424,7 @@ def test_model_of_another_input_size_gets_faces_of_that_size(tmp_path, monkeypat
             return np.full((len(faces), 6), 1 / 6, np.float32)
 
     monkeypatch.setattr(api, "ModelRunner", Runner86)  # fer-edge loads its model through the API
-    folder = _gray_images(tmp_path / "f", 2)
+    folder = gray_images(tmp_path / "f", 2)
     assert main(["--source", str(folder), "--model", str(tmp_path / "m86.tflite"), "--whole-frame",
                      "--no-stdout", "--threads", "1"]) == 0
     assert shapes == [(86, 86), (86, 86)]
@@ -533,7 +434,7 @@ def test_spec_that_is_a_fifo_is_refused_not_waited_on(model_copy):
     spec = spec_path_for(model_copy)
     spec.unlink()
     os.mkfifo(spec)
-    line = _one_error_line(_run(["--model", str(model_copy), "--check-config"], timeout=60))
+    line = one_error_line(run_edge(["--model", str(model_copy), "--check-config"], timeout=60))
     assert "model.spec.json" in line
 
 
@@ -544,12 +445,12 @@ def test_spec_that_is_a_fifo_is_refused_not_waited_on(model_copy):
                                    "660", "true"])
 def test_bad_socket_modes_refused(tmp_path, value):
     with pytest.raises(ConfigError, match="socket_mode"):
-        load_config(_write(tmp_path, f"socket_mode = {value}\n"), {})
+        load_config(write_config(tmp_path, f"socket_mode = {value}\n"), {})
 
 
 @pytest.mark.parametrize(("value", "mode"), [('"660"', 0o660), ('"0640"', 0o640), ('"0o600"', 0o600)])
 def test_octal_socket_modes_accepted(tmp_path, value, mode):
-    assert load_config(_write(tmp_path, f"socket_mode = {value}\n"), {}).socket_mode == mode
+    assert load_config(write_config(tmp_path, f"socket_mode = {value}\n"), {}).socket_mode == mode
 
 
 def test_socket_mode_out_of_range_refused_in_code_too():
@@ -597,7 +498,7 @@ def test_socket_replaced_while_running_is_left_in_place(tmp_path):
 
 
 def test_sighup_reopens_the_source_sigusr1_logs_status_sigterm_stops(tmp_path, tiny_model):
-    folder = _gray_images(tmp_path / "f", 3)
+    folder = gray_images(tmp_path / "f", 3)
     sock = tmp_path / "feed.sock"
     with open(tmp_path / "err.txt", "wb") as err:
         proc = subprocess.Popen(
@@ -633,7 +534,7 @@ def test_sighup_reopens_the_source_sigusr1_logs_status_sigterm_stops(tmp_path, t
 def test_toml_that_is_not_utf8_exits_2(tmp_path, capsys):
     from ferlite.edge.cli import main
 
-    path = _write(tmp_path, b'source = "\xff\xfe"\n')
+    path = write_config(tmp_path, b'source = "\xff\xfe"\n')
     assert main(["--config", str(path), "--check-config"]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "edge.toml" in line and "UTF-8" in line
@@ -642,7 +543,7 @@ def test_toml_that_is_not_utf8_exits_2(tmp_path, capsys):
 def test_toml_nested_2000_deep_exits_2(tmp_path, capsys):
     from ferlite.edge.cli import main
 
-    path = _write(tmp_path, "source = " + "[" * 2000 + "]" * 2000 + "\n")
+    path = write_config(tmp_path, "source = " + "[" * 2000 + "]" * 2000 + "\n")
     assert main(["--config", str(path), "--check-config"]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "edge.toml" in line and "nested" in line
@@ -651,19 +552,19 @@ def test_toml_nested_2000_deep_exits_2(tmp_path, capsys):
 def test_toml_that_is_a_fifo_exits_2_instead_of_waiting(tmp_path):
     fifo = tmp_path / "edge.toml"
     os.mkfifo(fifo)
-    line = _one_error_line(_run(["--config", str(fifo), "--check-config"], timeout=60))
+    line = one_error_line(run_edge(["--config", str(fifo), "--check-config"], timeout=60))
     assert "edge.toml" in line and "regular file" in line
 
 
 def test_a_million_unknown_keys_give_one_short_line(tmp_path, capsys):
     from ferlite.edge.cli import main
 
-    path = _write(tmp_path, "".join(f"k{i} = 1\n" for i in range(60_000)))
+    path = write_config(tmp_path, "".join(f"k{i} = 1\n" for i in range(60_000)))
     assert main(["--config", str(path), "--check-config"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and len(err[0]) < 400
     assert "59990 more" in err[0]
-    bigger = _write(tmp_path, "".join(f"k{i} = 1\n" for i in range(1_000_000)), "big.toml")  # ~11 MB
+    bigger = write_config(tmp_path, "".join(f"k{i} = 1\n" for i in range(1_000_000)), "big.toml")  # ~11 MB
     with pytest.raises(ConfigError, match="big.toml") as info:
         load_config(bigger, {})
     assert len(str(info.value)) < 400
@@ -672,29 +573,29 @@ def test_a_million_unknown_keys_give_one_short_line(tmp_path, capsys):
 @pytest.mark.parametrize("setting", ["source", "socket", "model"])
 def test_empty_strings_refused(tmp_path, setting):
     with pytest.raises(ConfigError, match=f"{setting} must not be empty"):
-        load_config(_write(tmp_path, f'{setting} = ""\n'), {})
+        load_config(write_config(tmp_path, f'{setting} = ""\n'), {})
     with pytest.raises(ConfigError, match=f"command line: {setting} must not be empty"):
         load_config(None, {setting: ""})
 
 
 def test_empty_source_flag_exits_2(tiny_model):
-    line = _one_error_line(_run(["--source", "", "--model", str(tiny_model)]))
+    line = one_error_line(run_edge(["--source", "", "--model", str(tiny_model)]))
     assert "source must not be empty" in line
 
 
 def test_folder_not_readable_by_a_non_root_user_exits_2(shared_dir, tiny_model):
-    prefix = _as_nobody()
-    folder = _gray_images(shared_dir / "private", 1)
+    prefix = as_nobody()
+    folder = gray_images(shared_dir / "private", 1)
     folder.chmod(0o311)  # may enter, may not list
     out = subprocess.run(prefix + EDGE + ["--source", str(folder), "--model", str(tiny_model)],
                          capture_output=True, text=True, timeout=60, check=False)
-    line = _one_error_line(out)
+    line = one_error_line(out)
     assert "private" in line and "Permission denied" in line
 
 
 def test_socket_owned_by_someone_else_exits_2_for_a_non_root_user(shared_dir, tiny_model):
-    prefix = _as_nobody()
-    _gray_images(shared_dir / "f", 1)
+    prefix = as_nobody()
+    gray_images(shared_dir / "f", 1)
     path = shared_dir / "feed.sock"
     taken = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o077)
@@ -707,26 +608,26 @@ def test_socket_owned_by_someone_else_exits_2_for_a_non_root_user(shared_dir, ti
     out = subprocess.run(prefix + EDGE + ["--source", str(shared_dir / "f"), "--model", str(tiny_model),
                                           "--socket", str(path)],
                          capture_output=True, text=True, timeout=60, check=False)
-    line = _one_error_line(out)
+    line = one_error_line(out)
     assert "feed.sock" in line and "Permission denied" in line
     assert stat.S_ISSOCK(os.lstat(path).st_mode)  # not removed
 
 
 def test_config_not_readable_by_a_non_root_user_exits_2(shared_dir):
-    prefix = _as_nobody()
+    prefix = as_nobody()
     config = shared_dir / "edge.toml"
     config.write_text("threads = 1\n")
     config.chmod(0o600)
     out = subprocess.run(prefix + EDGE + ["--config", str(config), "--check-config"],
                          capture_output=True, text=True, timeout=60, check=False)
-    line = _one_error_line(out)
+    line = one_error_line(out)
     assert "edge.toml" in line and "Permission denied" in line
 
 
 def test_stdout_that_is_dev_full_exits_2(tmp_path, tiny_model):
-    folder = _gray_images(tmp_path / "f", 2)
+    folder = gray_images(tmp_path / "f", 2)
     with open("/dev/full", "wb") as full:
-        out = _run(["--source", str(folder), "--model", str(tiny_model), "--whole-frame"], stdout=full)
+        out = run_edge(["--source", str(folder), "--model", str(tiny_model), "--whole-frame"], stdout=full)
     assert out.returncode == 2, out.stderr[-2000:]
     assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr
     assert out.stderr.strip().splitlines()[-1] == "fer-edge: stdout: cannot write results (No space left on device)"
@@ -734,15 +635,15 @@ def test_stdout_that_is_dev_full_exits_2(tmp_path, tiny_model):
 
 def test_check_config_to_dev_full_exits_2(tiny_model):
     with open("/dev/full", "wb") as full:
-        out = _run(["--model", str(tiny_model), "--check-config"], stdout=full)
+        out = run_edge(["--model", str(tiny_model), "--check-config"], stdout=full)
     assert out.returncode == 2, out.stderr[-2000:]
     assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr
     assert "stdout" in out.stderr.strip().splitlines()[-1]
 
 
 def test_closed_stdout_exits_2(tmp_path, tiny_model):
-    folder = _gray_images(tmp_path / "f", 2)
-    out = _run(["--source", str(folder), "--model", str(tiny_model)], stdout=None,
+    folder = gray_images(tmp_path / "f", 2)
+    out = run_edge(["--source", str(folder), "--model", str(tiny_model)], stdout=None,
                preexec_fn=lambda: os.close(1))
     assert out.returncode == 2, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
@@ -750,9 +651,9 @@ def test_closed_stdout_exits_2(tmp_path, tiny_model):
 
 
 def test_socket_path_longer_than_the_limit_exits_2(tmp_path, tiny_model):
-    folder = _gray_images(tmp_path / "f", 1)
+    folder = gray_images(tmp_path / "f", 1)
     path = tmp_path / ("s" * 120 + ".sock")
-    line = _one_error_line(_run(["--source", str(folder), "--model", str(tiny_model), "--socket", str(path)]))
+    line = one_error_line(run_edge(["--source", str(folder), "--model", str(tiny_model), "--socket", str(path)]))
     assert "107" in line and "None" not in line
 
 
@@ -765,7 +666,7 @@ def _empty_video(path: Path, fourcc: str) -> Path:
 @pytest.mark.parametrize(("name", "fourcc"), [("empty.avi", "MJPG"), ("empty.mp4", "mp4v")])
 def test_video_without_frames_exits_2(tmp_path, tiny_model, name, fourcc):
     path = _empty_video(tmp_path / name, fourcc)
-    line = _one_error_line(_run(["--source", str(path), "--model", str(tiny_model)]))
+    line = one_error_line(run_edge(["--source", str(path), "--model", str(tiny_model)]))
     assert name in line
 
 
@@ -774,26 +675,26 @@ def test_folder_of_only_corrupt_images_exits_2(tmp_path, tiny_model):
     folder.mkdir()
     for i in range(3):
         (folder / f"{i}.jpg").write_bytes(b"\xff\xd8\xff broken")
-    line = _one_error_line(_run(["--source", str(folder), "--model", str(tiny_model)]))
+    line = one_error_line(run_edge(["--source", str(folder), "--model", str(tiny_model)]))
     assert "bad" in line and "no readable frame" in line and "3" in line
 
 
 def test_fifo_named_jpg_as_the_source_exits_2_at_once(tmp_path, tiny_model):
     fifo = tmp_path / "camera.jpg"
     os.mkfifo(fifo)
-    line = _one_error_line(_run(["--source", str(fifo), "--model", str(tiny_model)], timeout=60))
+    line = one_error_line(run_edge(["--source", str(fifo), "--model", str(tiny_model)], timeout=60))
     assert "camera.jpg" in line and "regular file" in line
 
 
 def test_fifo_in_place_of_an_image_is_skipped_not_waited_on(tmp_path):
     from ferlite.edge.sources import open_source
 
-    folder = _gray_images(tmp_path / "f", 2)
+    folder = gray_images(tmp_path / "f", 2)
     with open_source(str(folder)) as source:
         (folder / "img_001.png").unlink()
         os.mkfifo(folder / "img_001.png")  # swapped in after the folder was listed
         assert source.read().file == "img_000.png"
-        assert _within(5, source.read) is None  # not blocked on the FIFO
+        assert within(5, source.read) is None  # not blocked on the FIFO
         assert source.skipped == 1
 
 
