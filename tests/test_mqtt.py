@@ -555,7 +555,7 @@ def test_real_fer_edge_on_a_video_through_the_broker(
     broker: Broker, tmp_path: Path, tiny_model: Path, bridges: list[Bridge], subscribers: list[Subscriber]
 ) -> None:
     pytest.importorskip("cv2")
-    demo = REPO / "edge" / "demo" / "astronaut_640x480_1.jpg"
+    demo = REPO / "src" / "ferlite" / "edge" / "demo" / "astronaut_640x480_1.jpg"
     video = tmp_path / "clip.avi"
     _write_video(video, demo)
     sock = tmp_path / "feed.sock"
