@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 from helpers import EDGE, ScriptedDetector, as_nobody, gray_images, one_error_line, run_edge, within, write_config
 
-from ferlite.edge.config import ConfigError, EdgeConfig, load_config
 from ferlite.edge.spec import ModelSpec, ModelSpecError, read_spec, spec_path_for
 
 # ---------------------------------------------------------------- 1. names that are not UTF-8
@@ -125,52 +124,6 @@ def test_unreadable_pass_returns_when_asked_to_stop(tmp_path):
     started = time.monotonic()
     assert within(10, source.read) is None
     assert time.monotonic() - started < 5.0  # not the 30 s back-off
-
-
-# ---------------------------------------------------------------- 3. settings: finite and sane
-
-
-@pytest.mark.parametrize(
-    ("text", "setting"),
-    [
-        ("scale_factor = inf\n", "scale_factor"),
-        ("scale_factor = 1e300\n", "scale_factor"),
-        ("fps_limit = 1e-300\n", "fps_limit"),
-        ("track_margin = nan\n", "track_margin"),
-        ("track_margin = inf\n", "track_margin"),
-        ("smooth_window = 100000000000000000000\n", "smooth_window"),
-        ("reopen_initial_s = nan\n", "reopen_initial_s"),
-        ("reopen_max_s = inf\n", "reopen_max_s"),
-        ("status_every_s = nan\n", "status_every_s"),
-        ("status_every_s = -1.0\n", "status_every_s"),
-        ("threads = 10000\n", "threads"),
-        ("min_size = 2147483648\n", "min_size"),
-        ("min_neighbors = 2147483648\n", "min_neighbors"),
-        ("max_faces = 4294967296\n", "max_faces"),
-        ("frame_width = 2147483648\n", "frame_width"),
-        ("detect_width = 2147483648\n", "detect_width"),
-        ("full_detect_every = 1099511627776\n", "full_detect_every"),
-        ("search_budget = 0.0\n", "search_budget"),  # a frame could never search anything
-        ("search_budget = nan\n", "search_budget"),
-        ("refresh_every = 0\n", "refresh_every"),
-        ("socket_buffer = 1099511627776\n", "socket_buffer"),
-        ("fps_limit = " + "9" * 400 + "\n", "fps_limit"),
-    ],
-)
-def test_insane_numbers_refused_naming_the_setting(tmp_path, text, setting):
-    with pytest.raises(ConfigError, match=setting) as info:
-        load_config(write_config(tmp_path, text), {})
-    assert "edge.toml" in str(info.value)
-
-
-@pytest.mark.parametrize("flag", [["--fps-limit", "nan"], ["--fps-limit", "inf"], ["--fps-limit", "1e-300"],
-                                  ["--threads", "10000"], ["--max-faces", "99999999999"]])
-def test_insane_flags_refused_by_check_config(flag, tiny_model, capsys):
-    from ferlite.edge.cli import main
-
-    assert main(flag + ["--model", str(tiny_model), "--check-config"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("fer-edge: command line:") and flag[0][2:].replace("-", "_") in err[-1]
 
 
 # ---------------------------------------------------------------- 4. images that cannot be frames
@@ -438,26 +391,6 @@ def test_spec_that_is_a_fifo_is_refused_not_waited_on(model_copy):
     assert "model.spec.json" in line
 
 
-# ---------------------------------------------------------------- 8. socket_mode
-
-
-@pytest.mark.parametrize("value", ['"777"', '"4777"', '"666"', '"700"', '"999"', '"abc"', '""', "-1", "99999",
-                                   "660", "true"])
-def test_bad_socket_modes_refused(tmp_path, value):
-    with pytest.raises(ConfigError, match="socket_mode"):
-        load_config(write_config(tmp_path, f"socket_mode = {value}\n"), {})
-
-
-@pytest.mark.parametrize(("value", "mode"), [('"660"', 0o660), ('"0640"', 0o640), ('"0o600"', 0o600)])
-def test_octal_socket_modes_accepted(tmp_path, value, mode):
-    assert load_config(write_config(tmp_path, f"socket_mode = {value}\n"), {}).socket_mode == mode
-
-
-def test_socket_mode_out_of_range_refused_in_code_too():
-    with pytest.raises(ConfigError, match="socket_mode"):
-        EdgeConfig(socket_mode=0o777)
-
-
 # ---------------------------------------------------------------- 9. the socket file: no race, only ours removed
 
 
@@ -531,58 +464,6 @@ def test_sighup_reopens_the_source_sigusr1_logs_status_sigterm_stops(tmp_path, t
 # ---------------------------------------------------------------- exit 2 with one line, never a traceback
 
 
-def test_toml_that_is_not_utf8_exits_2(tmp_path, capsys):
-    from ferlite.edge.cli import main
-
-    path = write_config(tmp_path, b'source = "\xff\xfe"\n')
-    assert main(["--config", str(path), "--check-config"]) == 2
-    line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "edge.toml" in line and "UTF-8" in line
-
-
-def test_toml_nested_2000_deep_exits_2(tmp_path, capsys):
-    from ferlite.edge.cli import main
-
-    path = write_config(tmp_path, "source = " + "[" * 2000 + "]" * 2000 + "\n")
-    assert main(["--config", str(path), "--check-config"]) == 2
-    line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "edge.toml" in line and "nested" in line
-
-
-def test_toml_that_is_a_fifo_exits_2_instead_of_waiting(tmp_path):
-    fifo = tmp_path / "edge.toml"
-    os.mkfifo(fifo)
-    line = one_error_line(run_edge(["--config", str(fifo), "--check-config"], timeout=60))
-    assert "edge.toml" in line and "regular file" in line
-
-
-def test_a_million_unknown_keys_give_one_short_line(tmp_path, capsys):
-    from ferlite.edge.cli import main
-
-    path = write_config(tmp_path, "".join(f"k{i} = 1\n" for i in range(60_000)))
-    assert main(["--config", str(path), "--check-config"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and len(err[0]) < 400
-    assert "59990 more" in err[0]
-    bigger = write_config(tmp_path, "".join(f"k{i} = 1\n" for i in range(1_000_000)), "big.toml")  # ~11 MB
-    with pytest.raises(ConfigError, match="big.toml") as info:
-        load_config(bigger, {})
-    assert len(str(info.value)) < 400
-
-
-@pytest.mark.parametrize("setting", ["source", "socket", "model"])
-def test_empty_strings_refused(tmp_path, setting):
-    with pytest.raises(ConfigError, match=f"{setting} must not be empty"):
-        load_config(write_config(tmp_path, f'{setting} = ""\n'), {})
-    with pytest.raises(ConfigError, match=f"command line: {setting} must not be empty"):
-        load_config(None, {setting: ""})
-
-
-def test_empty_source_flag_exits_2(tiny_model):
-    line = one_error_line(run_edge(["--source", "", "--model", str(tiny_model)]))
-    assert "source must not be empty" in line
-
-
 def test_folder_not_readable_by_a_non_root_user_exits_2(shared_dir, tiny_model):
     prefix = as_nobody()
     folder = gray_images(shared_dir / "private", 1)
@@ -611,17 +492,6 @@ def test_socket_owned_by_someone_else_exits_2_for_a_non_root_user(shared_dir, ti
     line = one_error_line(out)
     assert "feed.sock" in line and "Permission denied" in line
     assert stat.S_ISSOCK(os.lstat(path).st_mode)  # not removed
-
-
-def test_config_not_readable_by_a_non_root_user_exits_2(shared_dir):
-    prefix = as_nobody()
-    config = shared_dir / "edge.toml"
-    config.write_text("threads = 1\n")
-    config.chmod(0o600)
-    out = subprocess.run(prefix + EDGE + ["--config", str(config), "--check-config"],
-                         capture_output=True, text=True, timeout=60, check=False)
-    line = one_error_line(out)
-    assert "edge.toml" in line and "Permission denied" in line
 
 
 def test_stdout_that_is_dev_full_exits_2(tmp_path, tiny_model):
