@@ -1,13 +1,17 @@
+"""The socket feed: the socket file (its mode, who removes it), its readers, and the client that reads it."""
+
 from __future__ import annotations
 
 import json
 import os
 import socket
 import stat
+import subprocess
 import threading
 import time
 
 import pytest
+from helpers import EDGE, as_nobody, gray_images, one_error_line, run_edge
 
 from ferlite.edge.feed import FeedError, SocketFeed, iterate_messages
 
@@ -145,3 +149,124 @@ def test_client_iterates_messages(tmp_path):
     t.join(timeout=5)
     assert got == list(range(10))
     assert not os.path.exists(path)
+
+
+def test_socket_gets_its_mode_at_bind_without_a_chmod(tmp_path, monkeypatch):
+    import ferlite.edge.feed as feed_module
+
+    def no_chmod(*args, **kwargs):
+        raise AssertionError("chmod by path after bind: a swapped-in symlink would be followed")
+
+    monkeypatch.setattr(feed_module.os, "chmod", no_chmod)
+    for mode in (0o660, 0o640, 0o600):
+        path = tmp_path / f"feed{mode:o}.sock"
+        with feed_module.SocketFeed(path, mode=mode):
+            assert stat.S_IMODE(os.lstat(path).st_mode) == mode
+
+
+def test_socket_replaced_while_running_is_left_in_place(tmp_path):
+    from ferlite.edge.feed import SocketFeed
+
+    path = tmp_path / "feed.sock"
+    feed = SocketFeed(path)
+    path.unlink()
+    path.write_text("someone else's file")
+    feed.close()
+    assert path.read_text() == "someone else's file"
+
+    other = tmp_path / "other.sock"
+    feed = SocketFeed(other)
+    other.unlink()
+    second = SocketFeed(other)  # another daemon took the path
+    feed.close()
+    assert stat.S_ISSOCK(os.lstat(other).st_mode)
+    second.close()
+    assert not other.exists()
+
+
+def test_120_readers_connecting_at_once_all_get_in(tmp_path):
+    from ferlite.edge.feed import SocketFeed
+
+    path = tmp_path / "feed.sock"
+    with SocketFeed(path):
+        clients = []
+        try:
+            for _ in range(120):  # nobody accepts yet: all wait in the listen backlog
+                client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                client.settimeout(2)
+                clients.append(client)
+                client.connect(str(path))
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_client_retries_while_the_backlog_is_full(tmp_path):
+    from ferlite.edge.feed import iterate_messages
+
+    path = tmp_path / "tiny.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(0)
+    fillers = []
+    while True:  # fill the backlog until connect() says EAGAIN
+        filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        try:
+            filler.connect(str(path))
+        except BlockingIOError:
+            filler.close()
+            break
+        fillers.append(filler)
+        assert len(fillers) < 100
+    got: list[object] = []
+    client = threading.Thread(target=lambda: got.extend(iterate_messages(path, timeout=5)))
+    client.start()
+    time.sleep(0.3)
+    accepted = []
+    deadline = time.monotonic() + 5
+    while len(accepted) < len(fillers) + 1 and time.monotonic() < deadline:
+        server.settimeout(0.5)
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            continue
+        accepted.append(conn)
+    for conn in accepted:
+        try:
+            conn.sendall(b'{"frame": 1}\n')
+        except OSError:
+            pass
+        conn.close()
+    client.join(timeout=10)
+    for filler in fillers:
+        filler.close()
+    server.close()
+    assert got == [{"frame": 1}]
+
+
+def test_socket_path_longer_than_the_limit_exits_2(tmp_path, tiny_model):
+    folder = gray_images(tmp_path / "f", 1)
+    path = tmp_path / ("s" * 120 + ".sock")
+    line = one_error_line(run_edge(["--source", str(folder), "--model", str(tiny_model), "--socket", str(path)]))
+    assert "107" in line and "None" not in line
+
+
+def test_socket_owned_by_someone_else_exits_2_for_a_non_root_user(shared_dir, tiny_model):
+    prefix = as_nobody()
+    gray_images(shared_dir / "f", 1)
+    path = shared_dir / "feed.sock"
+    taken = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o077)
+    try:
+        taken.bind(str(path))  # a stale socket of another user, mode 0600
+    finally:
+        os.umask(old)
+    taken.close()
+    shared_dir.chmod(0o777 | stat.S_ISVTX)  # the folder is writable, like /tmp
+    out = subprocess.run(prefix + EDGE + ["--source", str(shared_dir / "f"), "--model", str(tiny_model),
+                                          "--socket", str(path)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    line = one_error_line(out)
+    assert "feed.sock" in line and "Permission denied" in line
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)  # not removed
