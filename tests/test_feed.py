@@ -184,11 +184,11 @@ def test_socket_replaced_while_running_is_left_in_place(tmp_path):
     assert not other.exists()
 
 
-def test_120_readers_connecting_at_once_all_get_in(tmp_path):
-    from ferlite.edge.feed import SocketFeed
+def test_120_readers_connecting_at_once_all_get_in_and_are_served(tmp_path):
+    from ferlite.edge.feed import MAX_ACCEPTS_PER_PUBLISH
 
     path = tmp_path / "feed.sock"
-    with SocketFeed(path):
+    with SocketFeed(path) as feed:
         clients = []
         try:
             for _ in range(120):  # nobody accepts yet: all wait in the listen backlog
@@ -196,6 +196,19 @@ def test_120_readers_connecting_at_once_all_get_in(tmp_path):
                 client.settimeout(2)
                 clients.append(client)
                 client.connect(str(path))
+            messages = -(-120 // MAX_ACCEPTS_PER_PUBLISH) + 1  # each message takes in a few; the last one is for all
+            for i in range(messages):
+                feed.publish(_line(i))
+            assert feed.reader_count == 120
+            last = messages - 1
+            for client in clients:
+                buf = b""
+                while not buf.endswith(_line(last)):
+                    chunk = client.recv(65536)
+                    assert chunk, "feed closed"
+                    buf += chunk
+                frames = [json.loads(line)["frame"] for line in buf.splitlines()]
+                assert frames == list(range(frames[0], messages))  # served from its accept on, nothing lost
         finally:
             for client in clients:
                 client.close()
