@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
-from helpers import EDGE, ScriptedDetector, gray_images, one_error_line, run_edge, write_config
+from helpers import EDGE, gray_images, one_error_line, run_edge, write_config
 
 # ---------------------------------------------------------------- 2. nothing readable: back off, stop on SIGTERM
 
@@ -46,57 +45,6 @@ def test_all_unreadable_folder_with_loop_backs_off_and_honours_sigterm(tmp_path,
     assert proc.stdout is not None and proc.stdout.read() == b""
     assert len(log.splitlines()) < 20  # one warning per file, one for the empty pass: no flood
     assert "no readable image" in log
-
-
-# ---------------------------------------------------------------- 5. one face, one entry
-
-
-def test_tracks_that_end_up_on_one_face_merge():
-    from ferlite.edge.tracking import FaceTracker
-
-    frame = np.zeros((480, 640), np.uint8)
-    det = ScriptedDetector(frame)
-    tracker = FaceTracker(det, min_size=24)
-    counts, ended_ids = [], []
-    for i in range(40):
-        x = 250 if i < 20 else 100 if i < 22 else 170
-        det.faces = [(x, 150, 180, 180)]
-        seen, _, ended = tracker.update(frame)
-        counts.append(len(seen))
-        ended_ids += ended
-        assert len(tracker.tracks) <= 2
-    assert counts[22:] == [1] * 18  # was 2 from frame 22 on: two tracks on the same face
-    assert len(tracker.tracks) == 1
-    assert ended_ids  # the duplicate track ended, with an "end" event
-
-
-def test_box_inside_another_face_is_not_a_face():
-    from ferlite.edge.tracking import FaceTracker
-
-    frame = np.zeros((480, 640), np.uint8)
-    det = ScriptedDetector(frame)
-    face, eye = (100, 100, 180, 180), (140, 150, 40, 40)
-    det.faces = [face, eye]
-    tracker = FaceTracker(det, min_size=24)
-    for _ in range(6):
-        seen, _, _ = tracker.update(frame)
-        assert [t.box for t in seen] == [face]
-
-
-def test_still_photo_box_inside_a_face_is_not_a_face():
-    from ferlite.edge.pipeline import Pipeline, PipelineConfig
-
-    class Detector:
-        def detect(self, gray, min_size=None, max_size=None, min_neighbors=None):
-            return [(140, 150, 40, 40), (100, 100, 180, 180), (400, 100, 100, 100)]
-
-    class Uniform:
-        def classify(self, faces):
-            return np.full((len(faces), 6), 1 / 6, np.float32)
-
-    pipeline = Pipeline(Detector(), Uniform(), PipelineConfig(temporal=False))  # type: ignore[arg-type]
-    result = pipeline.process(np.zeros((480, 640), np.uint8))
-    assert sorted(f.box for f in result.faces) == [(100, 100, 180, 180), (400, 100, 100, 100)]
 
 
 # ---------------------------------------------------------------- 6. stdout never stalls the loop
