@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import os
 import socket
 import stat
@@ -389,6 +390,18 @@ def _bounded_int(text: str) -> int:
     if abs(value) > _MAX_INT:
         raise ValueError("an integer out of range")
     return value
+
+
+def finite_number(value: Any) -> float | None:
+    """A number read from a feed message as a finite float; None for anything else (a bool, NaN, inf, an
+    integer too big for a float): what fer-watch and fer-mqtt take from a message's fields."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _too_deep(value: Any) -> bool:

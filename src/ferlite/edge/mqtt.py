@@ -37,7 +37,7 @@ from typing import Any
 
 from .backoff import Backoff
 from .errors import FeedError
-from .feed import check_socket_path, iterate_messages
+from .feed import check_socket_path, finite_number, iterate_messages
 from .ha import (
     Calm,
     Throttle,
@@ -205,17 +205,6 @@ def dominant_label(counts: Mapping[str, int], score_sums: Mapping[str, float]) -
     return max(counts, key=lambda label: (counts[label], score_sums.get(label, 0.0), label))
 
 
-def _number(value: Any) -> float | None:
-    """A JSON number as a finite float; None for anything else (a bool, NaN, inf, an int too big for a float)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _whole(value: Any) -> int | None:
     """A JSON integer in 0..2**63-1 (a frame number, a track id); None for anything else."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
@@ -238,12 +227,12 @@ def _faces(message: dict[str, Any]) -> list[dict[str, Any]]:
         label = face.get("label")
         if not isinstance(label, str) or not 0 < len(label) <= MAX_LABEL_CHARS:
             continue
-        item: dict[str, Any] = {"label": label, "score": _number(face.get("score")) or 0.0}
+        item: dict[str, Any] = {"label": label, "score": finite_number(face.get("score")) or 0.0}
         track = _whole(face.get("track"))
         if track is not None:
             item["track"] = track
         box = face.get("box")
-        if isinstance(box, list) and len(box) == 4 and all(_number(v) is not None for v in box):
+        if isinstance(box, list) and len(box) == 4 and all(finite_number(v) is not None for v in box):
             item["box"] = box
         scores = _scores(face.get("scores"))
         if scores:
@@ -259,7 +248,7 @@ def _scores(scores: Any) -> dict[str, float] | None:
         return None
     clean = {}
     for label, value in scores.items():
-        number = _number(value)
+        number = finite_number(value)
         if not isinstance(label, str) or len(label) > MAX_LABEL_CHARS or number is None or not 0 <= number <= 1:
             return None
         clean[label] = number
@@ -325,7 +314,7 @@ class Translator:
         faces = _faces(message)  # first: a message refused here changes nothing
         events = message.get("events")
         self.frames += 1
-        ts = _number(message.get("ts"))
+        ts = finite_number(message.get("ts"))
         ts = ts if ts is not None else time.time()
         frame = _whole(message.get("frame"))
         self._follow_tracks(faces, events if isinstance(events, list) else [], ts, frame)

@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from .errors import FeedError
-from .feed import DEFAULT_SOCKET, iterate_messages
+from .feed import DEFAULT_SOCKET, finite_number, iterate_messages
 from .version import version_text
 
 EXIT_OK = 0
@@ -36,21 +36,22 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Stopped
 
 
-def _positive_seconds(text: str) -> float:
+def _parsed(text: str, kind: type[float] | type[int], what: str) -> float:
     try:
-        value = float(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+
+
+def _positive_seconds(text: str) -> float:
+    value = _parsed(text, float, "a number")
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
     return value
 
 
 def _positive_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    value = int(_parsed(text, int, "a whole number"))
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -153,22 +154,12 @@ def summary_line(message: dict[str, Any]) -> str:
     for face in faces:
         if not isinstance(face, dict) or not isinstance(face.get("label"), str):
             raise ValueError("a face without a 'label' string")
-        score = _finite(face.get("score"))
+        score = finite_number(face.get("score"))
         if score is None:
             raise ValueError("a face without a finite 'score'")
         track = face.get("track")
         parts.append((f"#{track} " if _is_int(track) else "") + f"{_printable(face['label'])} {score:.2f}")
     return f"frame {frame}: {', '.join(parts) or '-'}"
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _printable(text: str) -> str:
