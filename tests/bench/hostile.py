@@ -41,6 +41,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "tests" / "fixtures" / "tiny_int8.tflite"
+HOSTILE_MODELS = ROOT / "tests" / "hostile" / "models"
 PYTHON = sys.executable
 TERM_LIMIT_S = 0.5  # SIGTERM must end every command within this
 KILL_AFTER_S = 5.0  # after SIGTERM: a process still there is a hang, and is killed
@@ -482,6 +483,89 @@ def spec_with(change: dict[str, Any]) -> Callable[[Ctx], None]:
     return setup
 
 
+def hostile_model(name: str) -> Callable[[Ctx], None]:
+    """Item 5: a model from tests/hostile/models with a spec that matches its bytes (the sha256 proves nothing more)."""
+    def setup(ctx: Ctx) -> None:
+        from ferlite.edge.spec import ModelSpec, write_spec
+
+        model = ctx.root / name
+        model.write_bytes((HOSTILE_MODELS / name).read_bytes())
+        write_spec(model, ModelSpec(quantization="float32"))
+        ctx.model = model
+    return setup
+
+
+def _white_png() -> bytes:
+    import cv2
+    import numpy as np
+
+    ok, data = cv2.imencode(".png", np.full((96, 96), 255, np.uint8))
+    return data.tobytes()
+
+
+def big_video(ctx: Ctx) -> None:
+    """Item 7: a 12000x12000 MJPEG video (3 frames); its header alone says it is over max_image_pixels."""
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(ctx.root / "big.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (12000, 12000))
+    frame = np.zeros((12000, 12000, 3), np.uint8)
+    for _ in range(3):
+        writer.write(frame)
+    writer.release()
+
+
+API_THREADS = """
+import threading, cv2
+from ferlite.edge import Recognizer, DEMO_DIR
+photo = cv2.imread(str(DEMO_DIR / "astronaut.jpg"))
+rec = Recognizer(threads=1)
+def work():
+    for _ in range(5):
+        rec.process(photo)
+threads = [threading.Thread(target=work) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("ok")
+"""
+
+
+def flapper_drive(ctx: Ctx) -> str | None:
+    """Item 15: a client connects and disconnects as fast as it can while an honest reader connects."""
+    sock_path = str(ctx.root / "feed.sock")
+    deadline = time.monotonic() + 20
+    while not os.path.exists(sock_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop = threading.Event()
+
+    def flap() -> None:
+        while not stop.is_set():
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.connect(sock_path)
+            except OSError:
+                pass
+
+    flappers = [threading.Thread(target=flap, daemon=True) for _ in range(2)]
+    [t.start() for t in flappers]
+    time.sleep(1.0)
+    started = time.monotonic()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as reader:
+            reader.connect(sock_path)  # blocking, as an honest reader does: a timeout makes a full backlog EAGAIN
+            reader.settimeout(5)
+            got = reader.recv(65536)
+    except OSError as e:
+        got, problem = b"", f"the honest reader failed: {e}"
+    else:
+        problem = None if got else "the honest reader got nothing"
+    waited = time.monotonic() - started
+    stop.set()
+    ctx.notes.append(f"reader served in {waited:.2f} s")
+    ctx.terminate()
+    return problem or (f"the honest reader waited {waited:.1f} s" if waited > 3 else None)
+
+
 CASES: list[Case] = [
     # item 1: --annotate onto its own source
     Case("edge-annotate-own-video", 1, edge("--source", "c2.avi", "--annotate", "c2.avi", "--no-stdout"), (2,),
@@ -566,6 +650,26 @@ CASES: list[Case] = [
          setup=lambda ctx: write(ctx, "edge.toml", 'source = "a\\u0000b"\n'), check=one_line),
     Case("edge-opencv-threads-abc", 14, lambda ctx: ["env", "OPENCV_FOR_THREADS_NUM=abc"]
          + edge("--source", "demo", "--no-stdout")(ctx), (2,), check=one_line),
+    # item 4: one Recognizer from 8 threads
+    Case("api-recognizer-8-threads", 4, lambda ctx: [PYTHON, "-c", API_THREADS], (0,), limit=60),
+    # item 5: models whose sha256 matches and that are hostile (tile_huge under an address-space limit)
+    *[Case(f"edge-model-{name.removesuffix('.tflite')}", 5, edge("--source", "demo", "--no-stdout"), (2,),
+           setup=hostile_model(name), check=one_line) for name in (
+        "gather_out_of_range.tflite", "infinite_output.tflite", "int32_output.tflite", "nan_output.tflite",
+        "negative_output.tflite", "not_summing_to_one.tflite", "scalar_output.tflite", "seven_outputs.tflite",
+        "two_inputs.tflite")],
+    Case("edge-model-tile-huge", 5, lambda ctx: ["prlimit", "--as=6000000000", "--"]
+         + edge("--source", "demo", "--no-stdout")(ctx), (2,), setup=hostile_model("tile_huge.tflite"),
+         check=one_line, max_rss_mib=1024),
+    Case("edge-model-nan-on-bright-frames", 5, edge("--source", "{root}/white.png", "--whole-frame", "--no-stdout"),
+         (0, 2), setup=lambda ctx: (hostile_model("nan_on_bright_frames.tflite")(ctx),
+                                    write(ctx, "white.png", _white_png())), check=stderr_has("not finite")),
+    # item 7: one pixel cap for every source
+    Case("edge-video-12000x12000", 7, edge("--source", "big.avi", "--no-stdout"), (2,), setup=big_video,
+         check=one_line, max_rss_mib=600, limit=60),
+    # item 15: a connect/disconnect flapper does not starve an honest reader
+    Case("edge-socket-flapper", 15, edge("--source", "demo", "--loop", "--fps-limit", "10", "--no-stdout",
+                                         "--socket", "{root}/feed.sock"), (0,), drive=flapper_drive, limit=40),
 ]
 
 
