@@ -3,7 +3,7 @@
     .venv/bin/python tests/bench/bench_api.py --frames 120 --out tests/bench/bench_api.json
 
 Both sides run the same camera-like scenes (tests/bench/scenes.py), one after the other on every
-frame (order alternating), each with its own pipeline built by ferlite.edge.api.build_pipeline:
+frame (order alternating), each with its own pipeline made by ferlite.edge.api.assemble:
 * daemon: Pipeline.process + the feed line (frame_to_json + encode), what run_loop does per frame
   besides reading the source and writing the sinks;
 * API: Recognizer.process (the input check, then the same Pipeline), and the same with
@@ -27,7 +27,7 @@ import numpy as np
 import scenes
 from measure import default_model, repo_relative, stats_ms
 
-from ferlite.edge.api import Recognizer, build_pipeline
+from ferlite.edge.api import Recognizer
 from ferlite.edge.config import EdgeConfig
 from ferlite.edge.frames import check_frame
 from ferlite.edge.loop import encode, frame_message
@@ -37,9 +37,8 @@ def measure(frames: list[np.ndarray], model: Path, threads: int) -> dict[str, An
     cv2.setNumThreads(threads)
     config = EdgeConfig(threads=threads, model=str(model))
     recognizer = Recognizer(config=config)
-    assert recognizer._runner is not None  # the same interpreter for both sides
-    runner, detector = recognizer._runner, recognizer._detector
-    daemon = build_pipeline(config, runner, detector, temporal=True)
+    assert recognizer._parts is not None  # the same interpreter for both sides
+    daemon = recognizer._parts.pipeline(temporal=True)  # as fer-edge builds it for a camera
     times: dict[str, list[float]] = {"daemon": [], "api": [], "api_json": []}
     api_json = Recognizer(config=config)
     for index, image in enumerate(frames):

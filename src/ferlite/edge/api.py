@@ -7,8 +7,9 @@
         for frame in frames:
             result = rec.process(frame)
 
-fer-edge, the benchmarks and the preview build their pipeline here too (`build_pipeline`), so a
-frame gives the same faces, labels and JSON through the API as through the daemon.
+fer-edge, fer-preview, the Recognizer and the benchmarks are put together here, once (`assemble`):
+the model and detector, the pipeline for a source's kind of frames, and the source in its reopen
+wrapper; so a frame gives the same faces, labels and JSON through the API as through the daemon.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import dataclasses
 import logging
 import os
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,12 +29,22 @@ import numpy as np
 from .config import ConfigError, EdgeConfig, make_config, resolve_model
 from .contract import LABELS
 from .detector import DETECTORS, Detector, make_detector
-from .errors import InputError
+from .errors import InputError, SourceError, StartupError
 from .frames import check_frame
 from .native import check_opencv_environment, set_opencv_threads
 from .pipeline import FaceResult, FrameResult, Pipeline, PipelineConfig, TrackEvent
 from .runner import ModelLoadError, ModelRunner
-from .sources import DEFAULT_MAX_PIXELS, UnusableImage, name_problem, read_image, utf8_name
+from .sources import (
+    DEFAULT_MAX_PIXELS,
+    ReopeningSource,
+    Requests,
+    StopOnly,
+    UnusableImage,
+    name_problem,
+    open_reopening,
+    read_image,
+    utf8_name,
+)
 from .spec import ModelSpec, check_model_input, spec_path_for
 
 log = logging.getLogger("ferlite.edge")
@@ -99,6 +112,53 @@ def load_parts(config: EdgeConfig) -> tuple[ModelRunner, Detector | None]:
         detector = make_detector(config)
         warn_framing(config, runner.spec)
     return runner, detector
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """The parts every front end runs, loaded once from one config: the model (`runner`) and the face
+    detector (None with `whole_frame`); pipelines and the source are made from them here."""
+
+    config: EdgeConfig
+    runner: ModelRunner
+    detector: Detector | None
+
+    def pipeline(self, temporal: bool) -> Pipeline:
+        """A fresh pipeline: temporal for frames that follow each other, else for unrelated stills."""
+        return build_pipeline(self.config, self.runner, self.detector, temporal=temporal)
+
+    def pipeline_for(self, source: ReopeningSource) -> Pipeline:
+        """The pipeline for the source's kind of frames (photos from a folder: no tracks, no smoothing)."""
+        return self.pipeline(source.temporal)
+
+    def open_source(self, requests: Requests | None = None,
+                    on_wait: Callable[[], None] = lambda: None) -> ReopeningSource:
+        """The config's source, reopened when it fails and when `requests` ask (SIGHUP).
+
+        Raises:
+            StartupError: the source cannot be opened (one line naming it).
+        """
+        config = self.config
+        try:
+            return open_reopening(
+                config.source, requests or StopOnly(), loop=config.loop,
+                size=(config.frame_width, config.frame_height),
+                reopen=(config.reopen_initial_s, config.reopen_max_s),
+                on_wait=on_wait, max_pixels=config.max_image_pixels,
+            )
+        except SourceError as e:
+            raise StartupError(str(e)) from e
+
+
+def assemble(config: EdgeConfig) -> Assembly:
+    """Load the model and detector the config names: the one composition root of fer-edge,
+    fer-preview, the Recognizer and the benchmarks.
+
+    Raises:
+        ModelLoadError, ModelSpecError, DetectorError: see load_parts().
+    """
+    runner, detector = load_parts(config)
+    return Assembly(config, runner, detector)
 
 
 def warn_framing(config: EdgeConfig, spec: ModelSpec) -> bool:
@@ -183,13 +243,13 @@ class Recognizer:
         else:
             check_opencv_environment()
         self._lock = threading.RLock()  # one call at a time: the interpreter and the detector are not reentrant
-        runner, detector = load_parts(self.config)
-        self.model_path: Path = runner.path
-        self.spec: ModelSpec = runner.spec
-        self._runner: ModelRunner | None = runner
-        self._video: Pipeline | None = build_pipeline(self.config, runner, detector, temporal=True)
-        self._stills: Pipeline | None = build_pipeline(self.config, runner, detector, temporal=False)
-        self._detector = detector
+        parts = assemble(self.config)
+        self.model_path: Path = parts.runner.path
+        self.spec: ModelSpec = parts.runner.spec
+        self._parts: Assembly | None = parts
+        self._video: Pipeline | None = parts.pipeline(temporal=True)
+        self._stills: Pipeline | None = parts.pipeline(temporal=False)
+        self._detector = parts.detector
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -198,7 +258,7 @@ class Recognizer:
 
     @property
     def closed(self) -> bool:
-        return self._runner is None
+        return self._parts is None
 
     def process(self, frame: np.ndarray) -> FrameResult:
         """One video frame: detect or track faces, classify them, smooth each face's label.
@@ -262,15 +322,15 @@ class Recognizer:
         """
         with self._lock:
             ended = self._pipeline(self._video).end_tracks()
-            assert self._runner is not None
-            self._video = build_pipeline(self.config, self._runner, self._detector, temporal=True)
+            assert self._parts is not None
+            self._video = self._parts.pipeline(temporal=True)
             return ended
 
     def close(self) -> None:
         """Release the model; later calls raise InputError. Closing twice is harmless. A call in
         progress in another thread ends first."""
         with self._lock:
-            self._runner = self._video = self._stills = None
+            self._parts = self._video = self._stills = None
             self._detector = None
 
     def _pipeline(self, pipeline: Pipeline | None) -> Pipeline:
@@ -327,10 +387,12 @@ def recognize(image: np.ndarray | PathLike) -> list[FaceResult]:
 
 
 __all__ = [
+    "Assembly",
     "FaceResult",
     "FrameResult",
     "InputError",
     "Recognizer",
+    "assemble",
     "build_pipeline",
     "load_parts",
     "pipeline_settings",

@@ -20,7 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from .api import build_pipeline, load_parts
+from .api import assemble, load_parts
 from .config import EdgeConfig, describe, load_config
 from .errors import FerliteError, OutputError, StartupError
 from .feed import FeedError, SocketFeed
@@ -28,7 +28,7 @@ from .loop import MessageSink, Sink, StopFeed, run_loop
 from .native import open_closed_stderr, set_opencv_threads
 from .notify import SystemdNotifier
 from .pipeline import FrameResult, Pipeline
-from .sources import Closing, Frame, FrameSource, ImageFilesSource, SourceError, open_source
+from .sources import Frame, FrameSource
 from .table import CsvLines
 
 log = logging.getLogger("ferlite.edge")
@@ -68,7 +68,8 @@ def run(config_file: str | None, overrides: Mapping[str, Any], check_only: bool 
 
 
 class Signals:
-    """What the signal handlers asked for. Handlers only set flags; the frame loop acts on them.
+    """What the signal handlers asked for. Handlers only set flags; the frame loop and the source
+    (sources.Requests: stop, interrupted, take_reopen) act on them.
 
     SIGTERM, SIGINT: stop (exit 0, socket removed). SIGHUP: reopen the source. SIGUSR1: log a
     status line.
@@ -85,9 +86,6 @@ class Signals:
     def interrupted(self) -> bool:
         """For sources that wait: return to the loop to stop, or to be reopened."""
         return self.stop or self.reopen
-
-    def reopen_pending(self) -> bool:
-        return self.reopen and not self.stop
 
     def take_reopen(self) -> bool:
         asked, self.reopen = self.reopen, False
@@ -108,54 +106,6 @@ class Signals:
     def install(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             signal.signal(signum, self.handle)
-
-
-class ReopenOnRequest(Closing):
-    """A source that opens itself afresh on request (SIGHUP): a camera, video or folder is
-    reopened and the log says so. If the fresh open fails, the current source stays.
-
-    `take_request()` returns and clears the request; `pending()` only looks. Give the inner
-    sources a should_stop() that is also true while a request is pending, so that a source
-    waiting for frames (a camera reopening, a folder backing off) returns to be reopened.
-    """
-
-    def __init__(
-        self,
-        opener: Callable[[], FrameSource],
-        take_request: Callable[[], bool],
-        pending: Callable[[], bool],
-    ) -> None:
-        self._opener = opener
-        self._take_request = take_request
-        self._pending = pending
-        self.source: FrameSource = opener()
-        self.name = self.source.name
-        self.reopens = 0
-
-    def read(self) -> Frame | None:
-        while True:
-            if self._take_request():
-                self._reopen()
-            frame = self.source.read()
-            if frame is not None or not self._pending():
-                return frame
-
-    def _reopen(self) -> None:
-        try:
-            fresh = self._opener()
-        except SourceError as e:
-            log.warning("reopen requested: %s; keeping the current source", e)
-            return
-        old, self.source = self.source, fresh
-        try:
-            old.close()
-        except (RuntimeError, OSError) as e:
-            log.debug("closing the old source: %s", e)
-        self.reopens += 1
-        log.info("reopen requested: %s reopened", self.name)
-
-    def close(self) -> None:
-        self.source.close()
 
 
 class StdoutSink:
@@ -291,18 +241,6 @@ class StdoutSink:
         self.close()
 
 
-def _open(config: EdgeConfig, signals: Signals, notifier: SystemdNotifier) -> FrameSource:
-    return open_source(
-        config.source,
-        loop=config.loop,
-        size=(config.frame_width, config.frame_height),
-        reopen=(config.reopen_initial_s, config.reopen_max_s),
-        should_stop=signals.interrupted,
-        on_wait=notifier.watchdog,
-        max_pixels=config.max_image_pixels,
-    )
-
-
 class PhotoReport:
     """Photos (a folder, one image, the demo): what was not found, said per photo and counted.
 
@@ -313,7 +251,7 @@ class PhotoReport:
     hold a face of min_size px (a folder of 48x48 face crops) also say once to use --whole-frame.
     """
 
-    def __init__(self, pipeline: Pipeline, config: EdgeConfig, source: ReopenOnRequest,
+    def __init__(self, pipeline: Pipeline, config: EdgeConfig, source: FrameSource,
                  annotate: Callable[..., None] | None = None) -> None:
         self.pipeline = pipeline
         self.min_size = config.min_size
@@ -337,7 +275,7 @@ class PhotoReport:
     def _not_found(self, frame: Frame, result: FrameResult) -> str:
         width, height = result.size
         name = frame.file or self.source.name
-        level = logging.INFO if getattr(self.source.source, "passes", 0) == 0 else logging.DEBUG
+        level = logging.DEBUG if frame.repeat else logging.INFO
         small = self.pipeline.faces_below_min_size(frame.image)
         if small:
             self.too_small += 1
@@ -360,7 +298,7 @@ class PhotoReport:
         return f", {self.no_face} photos with no face, {self.too_small} with faces below min_size"
 
     def summary(self, fps: float) -> None:
-        skipped = getattr(self.source.source, "skipped", 0)
+        skipped = self.source.skipped
         log.info("%s: %d photos, %d faces, %d with no face, %d with only faces below min_size (%d px), "
                  "%d unreadable skipped; %.1f photos/s", self.source.name, self.photos, self.faces, self.no_face,
                  self.too_small, self.min_size, skipped, fps)
@@ -376,14 +314,9 @@ def serve(config: EdgeConfig, stop: Signals) -> int:
     """
     set_opencv_threads(config.threads)
     notifier = SystemdNotifier.from_env()
-    runner, detector = load_parts(config)
+    parts = assemble(config)
     with ExitStack() as stack:
-        try:
-            source = stack.enter_context(
-                ReopenOnRequest(lambda: _open(config, stop, notifier), stop.take_reopen, stop.reopen_pending)
-            )
-        except SourceError as e:
-            raise StartupError(str(e)) from e
+        source = stack.enter_context(parts.open_source(stop, on_wait=notifier.watchdog))
         sinks: list[Sink] = []
         stdout: StdoutSink | None = None
         if config.stdout:
@@ -398,19 +331,17 @@ def serve(config: EdgeConfig, stop: Signals) -> int:
             except FeedError as e:
                 raise StartupError(str(e)) from e
             sinks.append(feed.publish)
-        # Stills from a folder are unrelated photos: no tracking or smoothing across them.
-        temporal = not isinstance(source.source, ImageFilesSource)
-        pipeline = build_pipeline(config, runner, detector, temporal=temporal)
+        pipeline = parts.pipeline_for(source)
         on_result: Any = None  # --annotate: imported and called only when asked for
         if config.annotate:
             from .annotate import AnnotateError, annotator_for
 
             try:
-                on_result = stack.enter_context(annotator_for(config, source.source, temporal))
+                on_result = stack.enter_context(annotator_for(config, source.current, source.temporal))
             except AnnotateError as e:
                 raise StartupError(str(e)) from e
         report: PhotoReport | None = None
-        if not temporal:
+        if not source.temporal:  # photos: each said and counted
             on_result = report = PhotoReport(pipeline, config, source, on_result)
         message_sinks: list[MessageSink] = []
         if stdout is not None and config.format == "csv":
@@ -450,9 +381,9 @@ def serve(config: EdgeConfig, stop: Signals) -> int:
         log.warning("%d frame(s) gave no result: the model failed on them", stats.failed)
     if stats.ended == "source" and stats.frames == 0 and stats.failed:
         raise StartupError(f"{source.name}: no frame gave a result: the model failed on all {stats.failed} "
-                           f"({runner.path})")
+                           f"({parts.runner.path})")
     if stats.ended == "source" and stats.frames == 0:
-        skipped = getattr(source.source, "skipped", 0)
+        skipped = source.skipped
         detail = f" ({skipped} unusable image(s) skipped)" if skipped else ""
         raise StartupError(f"{source.name}: no readable frame{detail}")
     return EXIT_OK

@@ -21,27 +21,27 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from .annotate import caption, draw_result
-from .api import build_pipeline, load_parts
+from .api import assemble
 from .cli import add_detection_flags
 from .config import ConfigError, EdgeConfig, load_config
-from .detector import DetectorError
-from .errors import StartupError
+from .errors import FerliteError, StartupError
 from .loop import run_loop
 from .native import open_closed_stderr, set_opencv_threads
 from .pipeline import FrameResult
-from .runner import ModelLoadError
-from .sources import Frame, ImageFilesSource, SourceError, open_source
-from .spec import ModelSpecError
+from .sources import Frame, FrameSource, Requests, StopOnly
 from .version import version_text
+
+if TYPE_CHECKING:
+    from .daemon import Signals
 
 log = logging.getLogger("ferlite.edge.preview")
 
@@ -535,39 +535,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def preview_fps(config: EdgeConfig, source: object) -> float:
+def preview_fps(config: EdgeConfig, source: FrameSource) -> float:
     """The rate fer-preview paces its source to: `fps_limit` when set; else photos (a folder, an image,
     demo) at PHOTO_FPS, so that each can be looked at; a video file at the rate it reports; anything
     else (a camera, a video that does not say) at PREVIEW_FPS."""
     if config.fps_limit:
         return config.fps_limit
-    if isinstance(source, ImageFilesSource):
+    if not source.temporal:
         return PHOTO_FPS
-    if not getattr(source, "live", True):
-        return getattr(source, "fps", None) or PREVIEW_FPS
-    return PREVIEW_FPS
+    return source.fps or PREVIEW_FPS
 
 
-def serve(config: EdgeConfig, bind: tuple[str, int], quality: int, stop: Any) -> int:
-    try:
-        set_opencv_threads(config.threads)
-    except ConfigError as e:
-        raise StartupError(str(e)) from e
-    try:
-        runner, detector = load_parts(config)
-    except (ModelLoadError, ModelSpecError, DetectorError) as e:
-        raise StartupError(str(e)) from e
+def serve(config: EdgeConfig, bind: tuple[str, int], quality: int, stop: Callable[[], bool],
+          signals: Signals | None = None) -> int:
+    """Serve the page and run the frame loop until `stop()` (then EXIT_OK); `signals` (fer-edge's)
+    also reopen the source (SIGHUP) and log a status line (SIGUSR1), as fer-edge does.
+
+    Raises:
+        FerliteError: the model, detector, source or address refused (one line).
+    """
+    requests: Requests = signals or StopOnly(stop)
+    set_opencv_threads(config.threads)
+    parts = assemble(config)
     hub = Hub(quality)
     with ExitStack() as stack:
-        try:
-            source = stack.enter_context(open_source(
-                config.source, loop=config.loop, size=(config.frame_width, config.frame_height),
-                reopen=(config.reopen_initial_s, config.reopen_max_s), should_stop=stop,
-                max_pixels=config.max_image_pixels,
-            ))
-        except SourceError as e:
-            raise StartupError(str(e)) from e
-        pipeline = build_pipeline(config, runner, detector, temporal=not isinstance(source, ImageFilesSource))
+        source = stack.enter_context(parts.open_source(requests))
+        pipeline = parts.pipeline_for(source)
         try:
             server = PreviewServer(bind, hub, source.name)
         except (OSError, ValueError) as e:  # ValueError: a name IDNA cannot encode, a NUL
@@ -588,11 +581,12 @@ def serve(config: EdgeConfig, bind: tuple[str, int], quality: int, stop: Any) ->
                         bind[0])
         print(f"fer-preview: http://{url_host}:{port}/ (Ctrl-C to stop)", flush=True)
         fps = preview_fps(config, source)
-        if not config.fps_limit and isinstance(source, ImageFilesSource):
+        if not config.fps_limit and not source.temporal:
             log.info("photos shown at %g a second (--fps-limit to change)", fps)
         stats = run_loop(
             source, pipeline, [hub.set_line], max_frames=config.max_frames, should_stop=stop,
             status_every_s=config.status_every_s, fps_limit=fps,
+            status_requested=signals.take_status if signals is not None else lambda: False,
             on_result=hub.publish,
         )
         log.info("%d frames, %d faces, %.1f fps", stats.frames, stats.faces, stats.fps)
@@ -630,8 +624,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signals = Signals()
     signals.install()
     try:
-        return serve(config, bind, quality, signals)
-    except StartupError as e:
+        return serve(config, bind, quality, signals, signals)
+    except FerliteError as e:
         print(f"fer-preview: {e}", file=sys.stderr)
         return EXIT_BAD_START
 

@@ -1,7 +1,9 @@
-"""Frame sources behind one tiny protocol: read() -> Frame | None, close(), context manager.
+"""Frame sources behind one tiny protocol: read() -> Frame | None, close(), context manager, and what a
+caller needs to know of them (name, temporal, fps, skipped).
 
 read() returns None when a finite source ends and raises SourceError when a live source
-fails (a camera unplugged); ReopeningSource turns such failures into reopen-with-backoff.
+fails (a camera unplugged); ReopeningSource turns such failures into reopen-with-backoff, and
+reopens any source when asked (SIGHUP).
 """
 
 from __future__ import annotations
@@ -47,10 +49,30 @@ class Frame:
     file: str | None = None  # image sources: the file's name
     pos_ms: float | None = None  # video files: the frame's position in the video (ms from its start)
     last: bool = False  # video files: no frame follows (the file ends here and does not loop)
+    repeat: bool = False  # a looping photo source's later passes: this photo was given before
 
 
 class FrameSource(Protocol):
+    """Where frames come from. Besides read() and close(), a source says what its callers must know:
+
+    name: what logs and the feed call it (the source as given).
+    temporal: True when its frames follow each other (a camera, a video: tracked and smoothed); False
+        for unrelated photos (a folder, one image, the demo: each searched in full, no tracks).
+    fps: the rate a recording plays at (a video file); None for a live camera (it paces itself) and
+        photos.
+    skipped: frames it could not give so far (unreadable photos); 0 for a camera or video.
+    """
+
     name: str
+
+    @property
+    def temporal(self) -> bool: ...
+
+    @property
+    def fps(self) -> float | None: ...
+
+    @property
+    def skipped(self) -> int: ...
 
     def read(self) -> Frame | None: ...
 
@@ -433,6 +455,8 @@ class ImageFilesSource(Closing):
     """
 
     MAX_WARNED = 1000  # files warned about by name; the rest at DEBUG
+    temporal = False  # unrelated photos
+    fps: float | None = None
 
     def __init__(
         self,
@@ -483,7 +507,7 @@ class ImageFilesSource(Closing):
                 continue
             self._pass_read = True
             self.read_count += 1
-            return Frame(image=image, file=path.name)
+            return Frame(image=image, file=path.name, repeat=self.passes > 0)
         return None
 
     def _skip(self, path: Path, why: str) -> None:
@@ -560,6 +584,9 @@ class VideoCaptureSource(Closing):
     returned, which costs no copy of a frame.
     """
 
+    temporal = True
+    skipped = 0
+
     def __init__(
         self,
         target: str | int,
@@ -596,7 +623,9 @@ class VideoCaptureSource(Closing):
 
     @property
     def fps(self) -> float | None:
-        """The frame rate the video file or camera reports; None when it does not say."""
+        """The frame rate the video file reports; None when it does not say, and for a camera (live)."""
+        if self.live:
+            return None
         value = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
         return value if 0.0 < value < 1000.0 else None
 
@@ -657,6 +686,10 @@ class VideoCaptureSource(Closing):
 class Picamera2Source(Closing):
     """picamera2's lores YUV420 stream; the Y plane goes straight to Haar, no colour conversion."""
 
+    temporal = True
+    fps: float | None = None
+    skipped = 0
+
     def __init__(self, size: tuple[int, int] = DEFAULT_FRAME_SIZE, module: Any = None) -> None:
         self.name = "picamera2"
         if module is None:
@@ -696,8 +729,40 @@ class Picamera2Source(Closing):
             self._camera.close()
 
 
+class Requests(Protocol):
+    """What a running source is asked from elsewhere (daemon.Signals: set by signal handlers).
+
+    `__call__()`: stop. `interrupted()`: stop, or a reopen is asked for; a source's waits end on it.
+    `take_reopen()`: whether a reopen was asked for, taking the request.
+    """
+
+    def __call__(self) -> bool: ...
+
+    def interrupted(self) -> bool: ...
+
+    def take_reopen(self) -> bool: ...
+
+
+class StopOnly:
+    """Requests for a caller that can only ask to stop (`should_stop`); a reopen is never asked for."""
+
+    def __init__(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        self._should_stop = should_stop
+
+    def __call__(self) -> bool:
+        return self._should_stop()
+
+    def interrupted(self) -> bool:
+        return self._should_stop()
+
+    def take_reopen(self) -> bool:
+        return False
+
+
 class ReopeningSource(Closing):
-    """Wraps a live source: when it fails, close it and reopen with exponential backoff."""
+    """A source that is opened again: when it fails (a camera unplugged: closed, then reopened with
+    exponential backoff) and when asked (`requests.take_reopen()`, SIGHUP: a camera, video or folder
+    is opened afresh at once; if that fails, the current source stays). The one reopen wrapper."""
 
     def __init__(
         self,
@@ -707,31 +772,61 @@ class ReopeningSource(Closing):
         sleep: Callable[[float], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         on_wait: Callable[[], None] = lambda: None,
+        requests: Requests | None = None,
     ) -> None:
-        """`sleep` defaults to a wait that ends early when should_stop() turns true."""
+        """`requests` default to only `should_stop`; `sleep` defaults to a wait that ends early when
+        requests.interrupted() turns true."""
         self._opener = opener
         self._on_wait = on_wait  # e.g. the systemd watchdog: reopening is progress, not a hang
+        self._requests: Requests = requests or StopOnly(should_stop)
         self._source: FrameSource | None = opener()  # a failure at start-up is the caller's
         self.name = self._source.name
+        self._skipped_before = 0  # the last source closed: its count stays readable after close()
         self.initial_s = initial_s
         self.max_s = max_s
-        self._sleep = sleep or (lambda seconds: stoppable_sleep(seconds, should_stop))
-        self._should_stop = should_stop
+        self._sleep = sleep or (lambda seconds: stoppable_sleep(seconds, self._requests.interrupted))
         self.reopens = 0
+
+    @property
+    def temporal(self) -> bool:
+        """The open source's; True while none is open (only a camera fails, and is reopened)."""
+        return self._source.temporal if self._source is not None else True
+
+    @property
+    def fps(self) -> float | None:
+        return self._source.fps if self._source is not None else None
+
+    @property
+    def skipped(self) -> int:
+        """The open source's count (a fresh open starts again); after close(), the last one's."""
+        return self._source.skipped if self._source is not None else self._skipped_before
+
+    @property
+    def current(self) -> FrameSource | None:
+        """The source open now; None while a failed one waits to be reopened."""
+        return self._source
 
     def read(self) -> Frame | None:
         backoff = Backoff(self.initial_s, self.max_s)
-        while not self._should_stop():
+        while not self._requests():
+            if self._requests.take_reopen():
+                self._reopen_on_request()
             if self._source is not None:
                 try:
-                    return self._source.read()
+                    frame = self._source.read()
                 except SourceError as e:
                     log.warning("%s; reopening in %.1f s", e, backoff.delay)
                     self._drop()
+                else:
+                    if frame is None and self._requests.take_reopen():  # it stopped waiting to be reopened
+                        self._reopen_on_request()
+                        continue
+                    return frame
             self._on_wait()
             self._sleep(backoff.next_delay())
-            if self._should_stop():
+            if self._requests():
                 break
+            self._requests.take_reopen()  # asked while waiting: the open below is that reopen
             try:
                 self._source = self._opener()
             except SourceError as e:
@@ -741,15 +836,28 @@ class ReopeningSource(Closing):
             log.info("%s reopened", self.name)
         return None
 
+    def _reopen_on_request(self) -> None:
+        try:
+            fresh = self._opener()
+        except SourceError as e:
+            log.warning("reopen requested: %s; keeping the current source", e)
+            return
+        self._drop()
+        self._source = fresh
+        self.reopens += 1
+        log.info("reopen requested: %s reopened", self.name)
+
     def _drop(self) -> None:
         source, self._source = self._source, None
         if source is not None:
             try:
                 source.close()
             except (RuntimeError, OSError) as e:
-                log.debug("closing failed source: %s", e)
+                log.debug("closing the old source: %s", e)
 
     def close(self) -> None:
+        if self._source is not None:
+            self._skipped_before = self._source.skipped
         self._drop()
 
 
@@ -772,13 +880,49 @@ def open_source(
     on_wait: Callable[[], None] = lambda: None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> FrameSource:
-    """auto | demo | picamera2 | /dev/videoN | N | VIDEO FILE | IMAGE | FOLDER."""
+    """auto | demo | picamera2 | /dev/videoN | N | VIDEO FILE | IMAGE | FOLDER; a camera comes in a
+    ReopeningSource (reopened when it fails), a file or folder as it is."""
+    opener, live = source_opener(spec, loop, size, reopen, should_stop, on_wait, max_pixels)
+    if live:
+        return ReopeningSource(opener, reopen[0], reopen[1], should_stop=should_stop, on_wait=on_wait)
+    return opener()
+
+
+def open_reopening(
+    spec: str,
+    requests: Requests,
+    loop: bool = False,
+    size: tuple[int, int] = DEFAULT_FRAME_SIZE,
+    reopen: tuple[float, float] = DEFAULT_REOPEN_S,
+    on_wait: Callable[[], None] = lambda: None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ReopeningSource:
+    """Any source (as open_source() takes it) in the one reopen wrapper: reopened when it fails and
+    when `requests` ask for it (fer-edge and fer-preview on SIGHUP)."""
+    opener, _ = source_opener(spec, loop, size, reopen, requests.interrupted, on_wait, max_pixels)
+    return ReopeningSource(opener, reopen[0], reopen[1], on_wait=on_wait, requests=requests)
+
+
+def source_opener(
+    spec: str,
+    loop: bool = False,
+    size: tuple[int, int] = DEFAULT_FRAME_SIZE,
+    reopen: tuple[float, float] = DEFAULT_REOPEN_S,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_wait: Callable[[], None] = lambda: None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[Callable[[], FrameSource], bool]:
+    """What opens the source `spec` names (the spec checked now), and whether it is a camera (live).
+
+    `should_stop`, `on_wait` and `reopen` (the backoff) go to the photo sources, which wait between
+    passes that read nothing.
+    """
     opener: Callable[[], FrameSource]
     if not spec.strip():
         raise SourceOpenError("source is empty; give auto, demo, a camera, a file or a folder")
     images = {"max_pixels": max_pixels, "backoff": reopen, "should_stop": should_stop, "on_wait": on_wait}
     if spec == "demo":
-        return demo_source(loop, **images)
+        return (lambda: demo_source(loop, **images)), False
     if spec == "auto":
         opener = (lambda: Picamera2Source(size)) if _picamera2_importable() else (
             lambda: _v4l2_or_error(size)
@@ -797,8 +941,8 @@ def open_source(
         opener = lambda: VideoCaptureSource(  # noqa: E731
             target, live=True, size=size, max_pixels=max_pixels)
     else:
-        return _open_path(spec, loop, images)
-    return ReopeningSource(opener, reopen[0], reopen[1], should_stop=should_stop, on_wait=on_wait)
+        return (lambda: _open_path(spec, loop, images)), False
+    return opener, True
 
 
 def short_name(text: str, limit: int = 200) -> str:

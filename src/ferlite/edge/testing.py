@@ -19,6 +19,10 @@ class ReplaySource(Closing):
     `fail_every=N` makes every Nth read raise SourceError, as a camera that drops out would.
     """
 
+    temporal = True  # a camera's frames follow each other
+    fps: float | None = None  # live: it paces itself
+    skipped = 0
+
     def __init__(self, images: Sequence[np.ndarray], name: str = "replay", loop: bool = False,
                  fail_every: int | None = None) -> None:
         if not images:
