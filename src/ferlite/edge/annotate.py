@@ -356,5 +356,5 @@ def annotator_for(config: Any, source: Any, temporal: bool) -> VideoAnnotator | 
     if problem is not None:  # a NUL byte: nothing can be compared or opened with it
         raise AnnotateError(f"{config.annotate!a}: annotate: {problem}")
     refuse_own_source(config.annotate, source)
-    fps = config.fps_limit or getattr(source, "fps", None)
+    fps = config.fps_limit or source.fps
     return open_annotator(config.annotate, stills=not temporal, fps=fps, source_folder=getattr(source, "folder", None))
