@@ -48,12 +48,10 @@ def serve(args: argparse.Namespace) -> int:
     """fer-edge's loop with a failing replayed camera; prints a JSON summary on stdout at the end."""
     import cv2
 
-    from ferlite.edge.api import build_pipeline
+    from ferlite.edge.api import assemble
     from ferlite.edge.config import EdgeConfig
-    from ferlite.edge.detector import HaarDetector
-    from ferlite.edge.feed import SocketFeed
     from ferlite.edge.loop import run_loop
-    from ferlite.edge.runner import ModelRunner
+    from ferlite.edge.sinks import SocketFeed
     from ferlite.edge.sources import ReopeningSource
     from ferlite.edge.testing import ReplaySource
 
@@ -65,11 +63,10 @@ def serve(args: argparse.Namespace) -> int:
     kinds = ("single", "multi", "empty")
     images = [f.image for kind in kinds for f in scenes.scene(kind, args.scene_frames, photos, rng)]
     config = EdgeConfig(
-        threads=args.threads, reopen_initial_s=0.01, reopen_max_s=0.05, socket_buffer=args.socket_buffer
+        model=str(args.model), threads=args.threads, reopen_initial_s=0.01, reopen_max_s=0.05,
+        socket_buffer=args.socket_buffer,
     )
-    runner = ModelRunner(args.model, threads=args.threads)
-    detector = HaarDetector(config.scale_factor, config.min_neighbors, config.min_size)
-    pipeline = build_pipeline(config, runner, detector, temporal=True)
+    pipeline = assemble(config).pipeline(temporal=True)  # as fer-edge builds it for a camera
     source = ReopeningSource(
         lambda: ReplaySource(images, name="soak", loop=True, fail_every=args.fail_every),
         config.reopen_initial_s, config.reopen_max_s,
