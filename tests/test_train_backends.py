@@ -340,3 +340,16 @@ def test_mixed_precision_trains_and_saves_a_float32_model(crops, tmp_path):
     read = subprocess.run([sys.executable, "-c", check, str(out / "model.keras")], env=_env("jax"),
                           capture_output=True, text=True, timeout=120)
     assert read.stdout.strip() == "{'float32'} {'float32'}", read.stderr[-2000:]
+
+
+def test_main_leaves_no_log_handler_behind(crops, tmp_path):
+    """fer-train's main() in a process that goes on (a notebook, a test) takes its stderr and train.log handlers
+    away again: none is left on a stream that may close, no train.log stays open."""
+    import logging
+
+    from ferlite.train.cli import main
+
+    before = list(logging.getLogger().handlers)
+    assert main(["--data", f"crops:set={crops}", "--no-cache", "--dry-run", "--out", str(tmp_path / "a")]) == 0
+    assert main(["--data", "crops:set=/no/such/folder", "--out", str(tmp_path / "b")]) == 2
+    assert logging.getLogger().handlers == before

@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
               f"or keras and jax / torch with KERAS_BACKEND=jax / torch", file=sys.stderr)
         return EXIT_BAD_INPUT
     created: Path | None = None
+    handlers = list(logging.getLogger().handlers)
     try:
         config_file, typed = read_command_line(argv)
         config = load_config(config_file, typed)
@@ -150,6 +151,17 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(created, ignore_errors=True)
         print(f"fer-train: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        _remove_handlers_since(handlers)
+
+
+def _remove_handlers_since(handlers: list[logging.Handler]) -> None:
+    """The log handlers this run added (stderr, train.log) go when it returns: main() called in a process
+    that goes on (a notebook, a test) leaves no handler on a stream that may close, nor train.log open."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def _prepare(config: TrainConfig, sources: list[DataSource]) -> tuple[Any, dict[str, Any]]:
