@@ -326,31 +326,22 @@ def _jpeg_exif(data: bytes) -> bytes | None:
     return None
 
 
-def _png_exif(data: bytes) -> bytes | None:
-    i = 8
+def _chunk_exif(data: bytes, png: bool) -> bytes | None:
+    """The EXIF chunk of a PNG (eXIf: length then kind, big-endian, 4 CRC bytes after the data) or a WebP
+    (EXIF: kind then length, little-endian, data padded to an even length)."""
+    i, wanted = (8, b"eXIf") if png else (12, b"EXIF")
     for _ in range(MAX_SEGMENTS):
         if i + 8 > len(data):
             return None
-        length = int(struct.unpack_from(">I", data, i)[0])
-        kind = data[i + 4 : i + 8]
-        if kind == b"eXIf":
+        if png:
+            length, kind = int(struct.unpack_from(">I", data, i)[0]), data[i + 4 : i + 8]
+        else:
+            kind, length = data[i : i + 4], int(struct.unpack_from("<I", data, i + 4)[0])
+        if kind == wanted:
             return data[i + 8 : i + 8 + length]
-        if kind == b"IEND":
+        if png and kind == b"IEND":
             return None
-        i += 12 + length
-    return None
-
-
-def _webp_exif(data: bytes) -> bytes | None:
-    i = 12
-    for _ in range(MAX_SEGMENTS):
-        if i + 8 > len(data):
-            return None
-        kind = data[i : i + 4]
-        length = int(struct.unpack_from("<I", data, i + 4)[0])
-        if kind == b"EXIF":
-            return data[i + 8 : i + 8 + length]
-        i += 8 + length + (length & 1)
+        i += 8 + length + (4 if png else length & 1)
     return None
 
 
@@ -365,9 +356,9 @@ def exif_orientation(data: bytes) -> int:
         if data[:3] == b"\xff\xd8\xff":
             block = _jpeg_exif(data)
         elif data[:8] == b"\x89PNG\r\n\x1a\n":
-            block = _png_exif(data)
+            block = _chunk_exif(data, png=True)
         elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            block = _webp_exif(data)
+            block = _chunk_exif(data, png=False)
         else:
             return 1
         return _tiff_orientation(block) if block else 1
