@@ -20,23 +20,8 @@ from ferlite.edge.loop import LoopStats
 from ferlite.edge.sources import ReopeningSource, open_reopening
 from ferlite.edge.testing import ReplaySource
 
-
-class Asked:
-    """Requests as daemon.Signals gives them: a stop flag and a reopen flag taken once."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self.reopen = False
-
-    def __call__(self) -> bool:
-        return self.stop
-
-    def interrupted(self) -> bool:
-        return self.stop or self.reopen
-
-    def take_reopen(self) -> bool:
-        asked, self.reopen = self.reopen, False
-        return asked
+# The daemon's own requests (flags the signal handlers set; nothing is installed unless install() is called).
+Asked = Signals
 
 
 def _photos(folder, count=2, image=None):

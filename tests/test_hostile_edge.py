@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from helpers import ROOT, write_face_video
+from helpers import ROOT, one_error_line, run_edge, write_face_video
 
 from ferlite.edge.config import EdgeConfig
 from ferlite.edge.errors import (
@@ -48,21 +48,12 @@ TIMEOUT = 120
 
 
 def _run(args, timeout=TIMEOUT, **kwargs):
-    kwargs.setdefault("stdout", subprocess.PIPE)
-    kwargs.setdefault("stderr", subprocess.PIPE)
-    done = subprocess.run(EDGE + list(args), timeout=timeout, check=False, **kwargs)
-    out = done.stdout.decode("utf-8", "backslashreplace") if isinstance(done.stdout, bytes) else ""
-    err = done.stderr.decode("utf-8", "backslashreplace") if isinstance(done.stderr, bytes) else ""
-    return subprocess.CompletedProcess(done.args, done.returncode, out, err)
+    return run_edge(args, timeout, **kwargs)
 
 
 def _one_error_line(out) -> str:
-    """Exit 2, nothing on stdout, no traceback, and the reason as the last line of stderr."""
-    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
-    assert out.stdout == ""
-    assert "Traceback" not in out.stderr, out.stderr[-2000:]
-    line = out.stderr.strip().splitlines()[-1]
-    assert line.startswith("fer-edge: "), out.stderr[-2000:]
+    """Exit 2, nothing on stdout, no traceback, and the reason as the last line of stderr (a short one)."""
+    line = one_error_line(out)
     assert len(line) < 400, line
     return line
 
@@ -88,16 +79,6 @@ def _gray_images(folder: Path, levels) -> Path:
     for i, level in enumerate(levels):
         cv2.imwrite(str(folder / f"img_{i:03d}.png"), np.full((60, 60), level, np.uint8))
     return folder
-
-
-@pytest.fixture
-def restore_signals():
-    import signal
-
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)}
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
 
 
 @pytest.fixture
