@@ -40,3 +40,12 @@ def test_the_sources_defaults_are_fer_edges():
     assert reopen == sources.DEFAULT_REOPEN_S == _default(sources.open_source, "reopen")
     assert reopen == _default(sources.ImageFilesSource, "backoff")
     assert reopen == (_default(sources.ReopeningSource, "initial_s"), _default(sources.ReopeningSource, "max_s"))
+
+
+def test_the_trackers_and_the_pyramids_defaults_are_fer_edges():
+    from ferlite.edge import detector, sweep, tracking
+
+    config = EdgeConfig()
+    assert config.max_faces == tracking.DEFAULT_MAX_FACES == _default(tracking.FaceTracker, "max_faces")
+    assert config.scale_factor == sweep.DEFAULT_SCALE_FACTOR == sweep.PyramidCost.__dataclass_fields__[
+        "scale_factor"].default == _default(detector.HaarDetector, "scale_factor")

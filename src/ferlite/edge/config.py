@@ -17,7 +17,7 @@ from .feed import DEFAULT_SOCKET_BUFFER, DEFAULT_SOCKET_MODE, MAX_PATH_BYTES
 from .settings import LOG_LEVELS, MAX_CONFIG_BYTES, read_toml, refuse_unknown, setting, short
 from .sources import DEFAULT_FRAME_SIZE, DEFAULT_MAX_PIXELS, DEFAULT_REOPEN_S
 from .sweep import DEFAULT_BUDGET, DEFAULT_COOLDOWN, DEFAULT_REFRESH_EVERY
-from .tracking import DEFAULT_TRACK_MARGIN
+from .tracking import DEFAULT_MAX_FACES, DEFAULT_TRACK_MARGIN
 
 __all__ = ["FORMATS", "MAX_CONFIG_BYTES", "ConfigError", "EdgeConfig", "default_model_path", "describe",
            "load_config", "make_config", "parse_socket_mode", "read_toml", "refuse_unknown", "resolve_model",
@@ -93,7 +93,7 @@ class EdgeConfig(settings.Settings):
     track_margin: float = setting(DEFAULT_TRACK_MARGIN, "ROI around a known face, as a fraction of its size",
                                   low=0.0, high=4.0)
     smooth_window: int = setting(5, "frames of scores averaged for a face's label (1: none)", low=1, high=1000)
-    max_faces: int = setting(8, "most faces classified per frame", low=1, high=256)
+    max_faces: int = setting(DEFAULT_MAX_FACES, "most faces classified per frame", low=1, high=256)
     margin: float | None = setting(None, "face crop growth (default: the model spec's framing, measured on its "
                                    "training faces)", low=0.0, high=1.0)
     # +0.85 points on FER+ validation with the shipped model, but one more inference per face: off by default

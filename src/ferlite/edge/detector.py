@@ -20,7 +20,7 @@ import numpy as np
 from .errors import DetectorError
 from .preprocess import Box, to_gray
 from .sources import opencv_path
-from .sweep import PyramidCost, SearchCost
+from .sweep import DEFAULT_SCALE_FACTOR, PyramidCost, SearchCost
 
 if TYPE_CHECKING:
     from .config import EdgeConfig
@@ -37,7 +37,6 @@ DEFAULT_DETECTOR = "haar"
 
 CASCADE_NAME = "haarcascade_frontalface_default.xml"
 # The detector's defaults, written once: EdgeConfig and training's face decoder take them from here.
-DEFAULT_SCALE_FACTOR = 1.1
 DEFAULT_MIN_NEIGHBORS = 5
 DEFAULT_MIN_SIZE = 48  # px of the frame given; smaller faces are too few pixels for the 48 px model input
 # Debian's python3-opencv has no cv2.data; its cascades live here.

@@ -35,6 +35,7 @@ from .preprocess import Box
 Detect = Callable[[np.ndarray, int, int | None], list[Box]]  # (gray, min_size, max_size)
 # The search's defaults, written once: EdgeConfig (full_detect_every, search_budget, refresh_every)
 # and FaceTracker take them from here.
+DEFAULT_SCALE_FACTOR = 1.1  # the cascade pyramid's step (PyramidCost's and the detectors' default)
 DEFAULT_COOLDOWN = 5
 DEFAULT_BUDGET = 0.08
 DEFAULT_REFRESH_EVERY = 90
@@ -90,7 +91,7 @@ class PyramidCost:
     per pixel of the region."""
 
     window: int = 24
-    scale_factor: float = 1.1
+    scale_factor: float = DEFAULT_SCALE_FACTOR
 
     @property
     def smallest(self) -> int:

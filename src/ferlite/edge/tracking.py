@@ -28,6 +28,7 @@ from .sweep import (
     SearchCost,
 )
 
+DEFAULT_MAX_FACES = 8  # most faces followed and classified per frame (EdgeConfig's max_faces too)
 DEFAULT_TRACK_MARGIN = 0.3  # a known face is searched for in its box grown by this share (EdgeConfig's too)
 MATCH_IOU = 0.2  # boxes overlapping at least this much are the same face
 MERGE_IOU = 0.4  # two tracks whose boxes overlap this much follow one face: one of them ends
@@ -133,7 +134,7 @@ class FaceTracker:
         cooldown: int = DEFAULT_COOLDOWN,
         roi_margin: float = DEFAULT_TRACK_MARGIN,
         keep_missed: int = 2,
-        max_faces: int = 8,
+        max_faces: int = DEFAULT_MAX_FACES,
         *,
         near: Detect | None = None,
         cost: SearchCost | None = None,
