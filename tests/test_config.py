@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 
@@ -235,3 +236,78 @@ def test_config_not_readable_by_a_non_root_user_exits_2(shared_dir):
                          capture_output=True, text=True, timeout=60, check=False)
     line = one_error_line(out)
     assert "edge.toml" in line and "Permission denied" in line
+
+
+# --- [group] tables (issue 23): grouped keys, flat keys with a notice, refusals in one line --------------
+
+GROUPED = """source = "demo"
+threads = 2
+
+[input]
+frame_width = 320
+reopen_max_s = 4.0
+
+[detect]
+min_size = 64
+scale_factor = 1.2
+
+[track]
+max_faces = 3
+
+[feed]
+socket = "/tmp/f.sock"
+socket_mode = "640"
+"""
+FLAT = """source = "demo"
+threads = 2
+frame_width = 320
+reopen_max_s = 4.0
+min_size = 64
+scale_factor = 1.2
+max_faces = 3
+socket = "/tmp/f.sock"
+socket_mode = "640"
+"""
+
+
+def test_grouped_toml_loads_equal_to_flat(tmp_path):
+    grouped = load_config(write_config(tmp_path, GROUPED, "grouped.toml"), {})
+    flat = load_config(write_config(tmp_path, FLAT, "flat.toml"), {})
+    assert grouped == flat
+    assert (grouped.min_size, grouped.max_faces, grouped.socket_mode, grouped.frame_width) == (64, 3, 0o640, 320)
+    # A flag still overrides a grouped key.
+    assert load_config(write_config(tmp_path, GROUPED, "grouped.toml"), {"min_size": 96}).min_size == 96
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[track]\nmin_size = 64\n", "min_size belongs in [detect], not in [track]"),
+        ("[detect]\nthreads = 2\n", "threads belongs in the top level, not in [detect]"),
+        ("[bogus]\nmin_size = 64\n", "unknown table(s) bogus"),
+        ("min_size = 48\n[detect]\nmin_size = 64\n", "min_size is given twice, at the top level and in [detect]"),
+        ("[detect]\nmin_sise = 64\n", "[detect]: unknown setting(s) min_sise"),
+    ],
+    ids=["wrong-table", "top-level-in-table", "unknown-table", "twice", "unknown-in-table"],
+)
+def test_bad_tables_exit_2_with_one_line_naming_the_key_and_file(tmp_path, text, says, capsys):
+    path = write_config(tmp_path, text)
+    assert main(["--config", str(path), "--check-config"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    line = captured.err.strip().splitlines()[-1]
+    assert line.startswith("fer-edge:") and "edge.toml" in line and says in line, line
+
+
+def test_flat_keys_log_one_info_notice_per_file(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    load_config(write_config(tmp_path, FLAT, "flat.toml"), {})
+    notices = [r for r in caplog.records if "may be grouped" in r.getMessage()]
+    assert len(notices) == 1 and notices[0].levelno == logging.INFO
+    message = notices[0].getMessage()
+    assert "flat.toml" in message and "min_size" in message and "[detect]" in message and "[feed]" in message
+    caplog.clear()
+    load_config(write_config(tmp_path, GROUPED, "grouped.toml"), {})
+    load_config(write_config(tmp_path, 'source = "demo"\n', "top.toml"), {})  # only top-level keys: nothing to group
+    load_config(None, {"min_size": 64})  # flags are not a file
+    assert not [r for r in caplog.records if "may be grouped" in r.getMessage()]

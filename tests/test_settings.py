@@ -312,3 +312,30 @@ def test_describe_prints_toml_that_loads_back_to_the_same_config():
                         learning_rate=1e-5, seed=7)
     assert _round_trip(train) == train
     assert "# threads = " not in kernel.describe(edge) and "# model = (default)" in kernel.describe(edge)
+
+
+def test_describe_prints_grouped_tables_that_load_back_from_a_file(tmp_path):
+    """Issue 23: --check-config prints the grouped form; read back as a file it is the same config, and
+    the grouped settings sit in their tables, not at the top."""
+    edge = EdgeConfig(source="demo", threads=2, min_size=64, max_faces=3, socket="/tmp/f.sock", socket_mode=0o640,
+                      frame_width=320, track_margin=0.5, fps_limit=12.5)
+    text = kernel.describe(edge)
+    values = tomllib.loads(text)
+    assert {"input", "detect", "track", "feed"} <= set(values)
+    assert values["detect"]["min_size"] == 64 and values["track"]["max_faces"] == 3
+    assert values["feed"]["socket_mode"] == "640" and values["input"]["frame_width"] == 320
+    assert "min_size" not in values and values["threads"] == 2
+    assert kernel.load(EdgeConfig, _toml(tmp_path, text), {}) == edge
+    # Groups are per field: fer-mqtt and fer-train declare none, and describe them flat as before.
+    for config in (MqttConfig(), TrainConfig()):
+        assert not any(isinstance(v, dict) for v in tomllib.loads(kernel.describe(config)).values())
+
+
+def test_a_group_named_like_a_setting_is_refused_when_declared():
+    @dataclasses.dataclass(frozen=True)
+    class Clash(kernel.Settings):
+        source: str = kernel.setting("a", "x")
+        width: int = kernel.setting(1, "x", low=1, high=2, group="source")
+
+    with pytest.raises(TypeError, match="source"):
+        kernel.make(Clash, {})

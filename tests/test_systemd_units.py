@@ -140,12 +140,13 @@ def test_socket_lands_in_the_runtime_directory_for_group_fer() -> None:
     import tomllib
 
     config = tomllib.loads(EXAMPLE_CONFIG.read_text())
-    assert config["socket"] == f"/run/{s['RuntimeDirectory'][0]}/feed.sock"
+    feed = config["feed"]  # grouped: [feed]
+    assert feed["socket"] == f"/run/{s['RuntimeDirectory'][0]}/feed.sock"
     assert s["Group"] == ["fer"]  # the socket's group: it is created by the service's gid
     # Group members must be able to traverse the directory and connect (write) to the socket.
     assert int(s["RuntimeDirectoryMode"][0], 8) & 0o050 == 0o050
     assert int(s.get("UMask", ["0022"])[0], 8) & 0o060 == 0
-    assert int(config.get("socket_mode", "660"), 8) == 0o660
+    assert int(feed.get("socket_mode", "660"), 8) == 0o660
     assert s["ConfigurationDirectory"] == ["ferlite"]
 
 
@@ -156,6 +157,7 @@ def test_example_config_is_accepted_by_the_daemon() -> None:
     assert config.stdout is False
     assert config.threads == 3
     assert config.log_level.upper() == "INFO"
+    assert (config.min_size, config.max_faces, config.frame_width) == (48, 8, 640)  # read from their tables
 
 
 # --- the daemon under MemoryDenyWriteExecute= ------------------------------------------------------

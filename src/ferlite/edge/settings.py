@@ -9,9 +9,13 @@ fer-train:
   finiteness of every float, choices, patterns, no NUL in any string or path, no empty path;
 - `load`: the TOML file (through the one hardened reader, `read_toml`), unknown keys refused with at
   most 10 named, then the settings typed on the command line;
+- groups: a field may name its TOML table (`setting(..., group="detect")`); the file may then give it
+  in `[detect]` or, as before, flat at the top (one INFO notice per file says it can be grouped). A key
+  in the wrong table, an unknown table, or a setting given both ways is refused. Groups are optional
+  per field: a config without any reads and describes exactly as a flat file;
 - `check_files`: every file a config names for reading is a readable regular file (a FIFO is refused,
   not waited on);
-- `describe`: the effective settings as TOML that `load` reads back.
+- `describe`: the effective settings as TOML that `load` reads back (grouped settings in their tables).
 
 Standard library only: fer-mqtt and fer-watch import this without numpy or OpenCV.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
@@ -44,6 +49,8 @@ MAX_LISTED = 10  # unknown keys named in an error; the rest are counted
 MAX_SHOWN = 60  # characters of a bad value shown in an error
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; anything near this is not one
 
+log = logging.getLogger("ferlite.settings")
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -65,6 +72,7 @@ class Rule:
     check: Callable[[Any], str | None] | None = None  # what else is wrong with a value ("must be ..."), or None
     parse: Callable[[Any], Any] | None = None  # a TOML value to the field's value, instead of the type's rule
     show: Callable[[Any], str] | None = None  # the value as TOML, for describe()
+    group: str = ""  # the TOML table it may be given in ([detect]); "" for the top level only
 
 
 def setting(default: Any, doc: str = "", **rules: Any) -> Any:
@@ -276,7 +284,8 @@ def _either(choices: Iterable[Any]) -> str:
 
 
 def refuse_unknown(names: Iterable[str], known: Container[str], where: str,
-                   error: type[ConfigError] = ConfigError, hints: Mapping[str, str] | None = None) -> None:
+                   error: type[ConfigError] = ConfigError, hints: Mapping[str, str] | None = None,
+                   what: str = "setting(s)") -> None:
     """`error` with one line naming the names that are not `known` (at most 10, then `and N more`),
     if there are any; `hints` add a word on a known mistake (`password` -> use password_file)."""
     unknown = sorted(str(name) for name in set(names) if name not in known)
@@ -285,7 +294,7 @@ def refuse_unknown(names: Iterable[str], known: Container[str], where: str,
         more = f" and {len(unknown) - MAX_LISTED} more" if len(unknown) > MAX_LISTED else ""
         named = set(unknown)
         hint = "".join(text for key, text in (hints or {}).items() if key in named)
-        raise error(f"{where}: unknown setting(s) {listed}{more}{hint}")
+        raise error(f"{where}: unknown {what} {listed}{more}{hint}")
 
 
 # --- loading --------------------------------------------------------------------------------------------
@@ -308,6 +317,49 @@ def coerce_values(cls: type[Settings], values: Mapping[str, Any], where: str) ->
     return checked
 
 
+def groups(cls: type[Settings]) -> dict[str, str]:
+    """Each grouped setting's table (field name -> group). A group may not share a field's name: a
+    table is then never mistaken for a setting."""
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    grouped = {f.name: rule_of(f).group for f in fields if rule_of(f).group}
+    clash = set(grouped.values()) & {f.name for f in fields}
+    if clash:
+        raise TypeError(f"{cls.__name__}: group(s) named like a setting: {', '.join(sorted(clash))}")
+    return grouped
+
+
+def ungroup(cls: type[Settings], values: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
+    """A TOML file's values with its [group] tables flattened into their settings, and the grouped
+    settings the file gives flat (for the notice). cls.error naming `where` and the key for a table
+    that is not a group, a key in a table it does not belong to, or a setting given both ways."""
+    grouped = groups(cls)
+    if not grouped:
+        return dict(values), []
+    fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    known = set(fields) | ({name.replace("_", "-") for name in fields} if cls.dash_keys else set())
+    names = set(grouped.values())
+    tables = sorted(key for key, value in values.items() if isinstance(value, dict))
+    try:
+        refuse_unknown(tables, names, where, cls.error, what="table(s)")
+    except ConfigError as e:
+        raise cls.error(f"{e} (the tables are {_either(sorted(names))})") from None
+    flat = {key: value for key, value in values.items() if key not in tables}
+    given = {key.replace("-", "_") for key in flat}
+    flat_grouped = sorted(name for name in given if name in grouped)
+    for table in tables:
+        refuse_unknown(values[table], known, f"{where} [{table}]", cls.error, cls.key_hints)
+        for key, value in values[table].items():
+            name = key.replace("-", "_")
+            home = f"[{grouped[name]}]" if name in grouped else "the top level"
+            if home != f"[{table}]":
+                raise cls.error(f"{where}: {key} belongs in {home}, not in [{table}]")
+            if name in given:
+                raise cls.error(f"{where}: {key} is given twice, at the top level and in [{table}]")
+            given.add(name)
+            flat[key] = value
+    return flat, flat_grouped
+
+
 def replace(config: S, values: Mapping[str, Any], where: str) -> S:
     """dataclasses.replace, with a refusal prefixed by `where`."""
     try:
@@ -317,8 +369,9 @@ def replace(config: S, values: Mapping[str, Any], where: str) -> S:
 
 
 def make(cls: type[S], values: Mapping[str, Any], where: str = "config") -> S:
-    """A config from TOML-like values on top of the defaults; see coerce_values."""
-    checked = coerce_values(cls, values, where)
+    """A config from TOML-like values (grouped settings flat or in their tables) on top of the defaults;
+    see coerce_values."""
+    checked = coerce_values(cls, ungroup(cls, values, where)[0], where)
     try:
         return cls(**checked)
     except ConfigError as e:
@@ -329,6 +382,12 @@ def load(cls: type[S], path: str | os.PathLike[str] | None, overrides: Mapping[s
     """The defaults, then the TOML file (if any), then only the settings typed on the command line
     (`overrides`, named as the fields); a list setting marked `adds` adds the typed items to the file's."""
     values = read_toml(path, cls.error) if path is not None else {}
+    values, flat = ungroup(cls, values, str(path))
+    if flat:
+        tables = sorted({groups(cls)[name] for name in flat})
+        log.info("%s: %s may be grouped in table(s) %s, as --check-config prints them (flat keys keep "
+                 "working)", path, ", ".join(flat[:MAX_LISTED]) + ("..." if len(flat) > MAX_LISTED else ""),
+                 ", ".join(f"[{t}]" for t in tables))
     config = make(cls, values, str(path) if path is not None else "config")
     typed = coerce_values(cls, overrides, "command line")
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -451,10 +510,12 @@ def check_files(config: Settings) -> None:
 
 def describe(config: Settings) -> str:
     """The effective settings as TOML (load() reads it back): each one on its own line, after a comment
-    saying what it is and its range or choices; a setting left to its computed default (None) is a comment."""
-    lines = []
+    saying what it is and its range or choices; a setting left to its computed default (None) is a comment.
+    The top-level settings first, then each group's in its [table], in the order the fields declare them."""
+    tables: dict[str, list[str]] = {}
     for field in dataclasses.fields(config):  # type: ignore[arg-type]
         rule = rule_of(field)
+        lines = tables.setdefault(rule.group, [])
         span = f"{rule.low}..{rule.high}" if rule.low is not None and rule.high is not None else ""
         span = span or (_either(rule.choices) if rule.choices else "")
         if rule.doc or span:
@@ -464,7 +525,8 @@ def describe(config: Settings) -> str:
             lines.append(f"# {field.name} = (default)")
         else:
             lines.append(f"{field.name} = {rule.show(value) if rule.show else toml_value(value)}")
-    return "\n".join(lines)
+    top = tables.pop("", [])
+    return "\n".join(top + [line for group, lines in tables.items() for line in ["", f"[{group}]", *lines]])
 
 
 def toml_value(value: Any) -> str:
