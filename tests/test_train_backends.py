@@ -245,6 +245,23 @@ def test_a_bad_pack_exits_2_with_one_line(tmp_path, capsys, content):
     assert main(["--from-pack", str(pack), "--data", "crops=/x", "--out", str(tmp_path / "run")]) == 2
 
 
+def test_a_pack_that_cannot_be_written_exits_2_with_one_line(crops, tmp_path, capsys):
+    from ferlite.train.cli import main
+
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    assert main(["--data", f"crops:set={crops}", "--pack", str(folder), "--dry-run", "--no-cache",
+                 "--out", str(tmp_path / "a")]) == 2
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert main(["--data", f"crops:set={crops}", "--pack", str(blocked / "x.ferpack"), "--dry-run", "--no-cache",
+                 "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("fer-train: error:")]
+    assert len(errors) == 2 and "is a folder" in errors[0] and "cannot write the face pack" in errors[1], err
+    assert "Traceback" not in "\n".join(err)
+
+
 def test_a_quick_try_needs_no_data(tmp_path):
     """`fer-train --data synthetic` on a fresh machine: the generated set is written once, then the whole
     chain runs and prints what a real run prints."""

@@ -204,6 +204,8 @@ def run(config: TrainConfig) -> int:
     out = config.run_folder
     if config.from_pack is not None and (config.data or config.pack):
         raise UsageError("--from-pack trains from a pack: give no --data and no --pack with it")
+    if config.pack is not None and config.pack.is_dir():  # refused before hours of decoding, not after
+        raise UsageError(f"--pack {config.pack}: is a folder; give the pack's file name")
     sources = [] if config.from_pack else build_sources(config)
     if config.init is not None and not config.init.is_file():
         raise UsageError(f"--init {config.init}: no such model file")

@@ -113,7 +113,10 @@ def write_pack(path: Path, prepared: Prepared, sources: Sequence[DataSource], op
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     data = lzma.compress(buffer.getvalue(), preset=6)
-    atomic_write(path, data)
+    try:
+        atomic_write(path, data)
+    except OSError as e:
+        raise DataError(f"{path}: cannot write the face pack ({e.strerror or e})") from e
     log.info("pack: %d of %d faces stored at their source resolution; %s bytes", len(small),
              len(prepared.faces), f"{len(data):,}")
     return len(data)
