@@ -370,3 +370,14 @@ def test_main_leaves_no_log_handler_behind(crops, tmp_path):
     assert main(["--data", f"crops:set={crops}", "--no-cache", "--dry-run", "--out", str(tmp_path / "a")]) == 0
     assert main(["--data", "crops:set=/no/such/folder", "--out", str(tmp_path / "b")]) == 2
     assert logging.getLogger().handlers == before
+
+
+def test_read_pack_refuses_what_is_not_a_pack_file_without_waiting(tmp_path):
+    from ferlite.train.errors import DataError
+    from ferlite.train.pack import read_pack
+
+    os.mkfifo(tmp_path / "fifo.ferpack")  # no writer: an ordinary open() would wait forever
+    with pytest.raises(DataError, match="fifo.ferpack: cannot read the face pack .*FIFO"):
+        read_pack(tmp_path / "fifo.ferpack")
+    with pytest.raises(DataError, match="cannot read the face pack .*directory"):
+        read_pack(tmp_path)

@@ -18,7 +18,6 @@ import io
 import json
 import logging
 import lzma
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +29,9 @@ import numpy as np
 
 from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import INPUT_SIZE, LABELS, PREPROCESS_VERSION
+from ferlite.edge.errors import FileRefusedError
 from ferlite.edge.preprocess import resize_face, shrink_to_face_size, to_gray
+from ferlite.edge.settings import read_bytes
 
 from .data import DataSource, Sample
 from .errors import DataError
@@ -145,22 +146,19 @@ def read_pack(path: Path) -> Pack:
 
 
 def _load(path: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    try:  # the one hardened read: a FIFO, a folder or an oversize file is refused, never waited on
+        packed, _ = read_bytes(path, MAX_PACK_BYTES)
+    except FileRefusedError as e:
+        raise DataError(f"{path}: cannot read the face pack ({e})") from e
     try:
-        size = os.stat(path).st_size
-        if not path.is_file():
-            raise DataError(f"{path}: not a regular file")
-        if size > MAX_PACK_BYTES:
-            raise DataError(f"{path}: {size:,} bytes is larger than a face pack can be")
         unpacker = lzma.LZMADecompressor()
-        data = unpacker.decompress(path.read_bytes(), max_length=MAX_UNPACKED_BYTES)
+        data = unpacker.decompress(packed, max_length=MAX_UNPACKED_BYTES)
         if not unpacker.eof:
-            raise DataError(f"{path}: truncated, or unpacks to more than {MAX_UNPACKED_BYTES:,} bytes")
+            raise EOFError(f"truncated, or unpacks to more than {MAX_UNPACKED_BYTES:,} bytes")
         arrays = np.load(io.BytesIO(data), allow_pickle=False)
         meta = json.loads(arrays["meta"].tobytes())
         faces = _unpack_faces(arrays, meta)
         rows = arrays["rows"]
-    except OSError as e:
-        raise DataError(f"{path}: cannot read the face pack ({e.strerror or e})") from e
     except (lzma.LZMAError, ValueError, KeyError, EOFError, TypeError, IndexError, cv2.error) as e:
         raise DataError(f"{path}: not a ferlite face pack ({e})") from e
     if not isinstance(meta, dict) or meta.get("magic") != MAGIC or meta.get("format") != FORMAT:
