@@ -159,7 +159,7 @@ echo "== model  $MODEL"
 echo "== images $IMAGES ($(ls "$IMAGES" | wc -l) files)"
 
 t=$(now)
-"$HOST_PY" -m ferlite.edge.cli "${ARGS[@]}" > "$OUT/x86_64.jsonl"
+"$HOST_PY" -m ferlite.edge.apps.cli "${ARGS[@]}" > "$OUT/x86_64.jsonl"
 X86_S=$(since "$t")
 echo "== x86_64 run: $X86_S s"
 
@@ -174,19 +174,19 @@ arm_python() {
 # A second pass with the Haar detector on the demo photos: on aarch64 that is Debian's OpenCV,
 # which has no cv2.data, so it also proves the cascade-path fallback.
 DETECT_ARGS=(--source "$REPO/src/ferlite/edge/demo" --model "$MODEL" --threads "$THREADS" --log-level WARNING)
-"$HOST_PY" -m ferlite.edge.cli "${DETECT_ARGS[@]}" > "$OUT/x86_64-detect.jsonl"
+"$HOST_PY" -m ferlite.edge.apps.cli "${DETECT_ARGS[@]}" > "$OUT/x86_64-detect.jsonl"
 
 status=0
 for cpu in $CPUS; do
     fake_cpuinfo "$cpu"
     t=$(now)
-    arm_python "$cpu" -m ferlite.edge.cli "${ARGS[@]}" > "$OUT/aarch64-$cpu.jsonl"
+    arm_python "$cpu" -m ferlite.edge.apps.cli "${ARGS[@]}" > "$OUT/aarch64-$cpu.jsonl"
     echo "== aarch64 run, qemu $cpu: $(since "$t") s"
     arm_python "$cpu" -c 'import platform, numpy, cv2, ai_edge_litert, ml_dtypes; print("   aarch64 stack:", platform.machine(), "python", platform.python_version(), "numpy", numpy.__version__, "cv2", cv2.__version__, "ml_dtypes", ml_dtypes.__version__)'
     "$HOST_PY" "$REPO/scripts/arm64/compare.py" "$OUT/x86_64.jsonl" "$OUT/aarch64-$cpu.jsonl" \
         || status=1
     t=$(now)
-    arm_python "$cpu" -m ferlite.edge.cli "${DETECT_ARGS[@]}" > "$OUT/aarch64-$cpu-detect.jsonl"
+    arm_python "$cpu" -m ferlite.edge.apps.cli "${DETECT_ARGS[@]}" > "$OUT/aarch64-$cpu-detect.jsonl"
     echo "== aarch64 run with face detection (demo photos), qemu $cpu: $(since "$t") s"
     "$HOST_PY" "$REPO/scripts/arm64/compare.py" \
         "$OUT/x86_64-detect.jsonl" "$OUT/aarch64-$cpu-detect.jsonl" || status=1

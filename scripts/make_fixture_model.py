@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from ferlite.convert.tflite import convert
     from ferlite.convert.verify import verify
-    from ferlite.edge.atomic import atomic_write
-    from ferlite.edge.spec import ModelSpec, write_spec
+    from ferlite.edge.contract.atomic import atomic_write
+    from ferlite.edge.contract.spec import ModelSpec, write_spec
     from ferlite.train.model import Architecture, build_model
     from ferlite.train.synthetic import make_faces
 

@@ -92,7 +92,7 @@ def run_edge(items: list[Sample], model: str | None, threads: int, flip: bool = 
             os.symlink(sample.path.resolve(), folder / f"{LABELS[sample.label]}{SEP}{i:06d}{sample.path.suffix}")
         config = Path(tmp) / "edge.toml"
         config.write_text(f"flip = {'true' if flip else 'false'}\n")
-        cmd = [sys.executable, "-m", "ferlite.edge.cli", "--source", str(folder), "--whole-frame",
+        cmd = [sys.executable, "-m", "ferlite.edge.apps.cli", "--source", str(folder), "--whole-frame",
                "--config", str(config), "--threads", str(threads), "--log-level", "WARNING"]
         if model:
             cmd += ["--model", model]

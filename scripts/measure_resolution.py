@@ -20,11 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferlite.edge.config import default_model_path
+from ferlite.edge.algorithm.detector import HaarDetector
+from ferlite.edge.algorithm.runner import ModelRunner
 from ferlite.edge.contract import LABELS
-from ferlite.edge.detector import HaarDetector
-from ferlite.edge.preprocess import preprocess_face
-from ferlite.edge.runner import ModelRunner
+from ferlite.edge.contract.preprocess import preprocess_face
+from ferlite.edge.runtime.config import default_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 FACE_SIZES = (48, 64, 96, 128, 192, 256, 400)

@@ -23,7 +23,7 @@ FIXTURES = ROOT / "tests" / "fixtures"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 DEMO_DIR = ROOT / "src" / "ferlite" / "edge" / "demo"
 TINY_MODEL = FIXTURES / "tiny_int8.tflite"
-EDGE = [sys.executable, "-m", "ferlite.edge.cli"]  # fer-edge, run from this checkout
+EDGE = [sys.executable, "-m", "ferlite.edge.apps.cli"]  # fer-edge, run from this checkout
 NOBODY = 65534  # the non-root user the permission tests run as
 
 # An install without the training extra (pip install '.[edge,dev]') runs the suite too: the tests that train or
@@ -158,7 +158,7 @@ def as_nobody() -> list[str]:
     if setpriv is None:
         pytest.skip("running as root and setpriv is missing: cannot test as a non-root user")
     prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    probe = subprocess.run(prefix + [sys.executable, "-c", "import ferlite.edge.cli"],
+    probe = subprocess.run(prefix + [sys.executable, "-c", "import ferlite.edge.apps.cli"],
                            capture_output=True, timeout=60, check=False)
     if probe.returncode != 0:
         pytest.skip(f"uid {NOBODY} cannot run this checkout: {probe.stderr[-200:]!r}")

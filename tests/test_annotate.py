@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from helpers import place_face, read_video, write_face_video
 
-from ferlite.edge import InputError, annotate, draw_result
-from ferlite.edge.annotate import COLOURS, VideoAnnotator
+from ferlite.edge import InputError, draw_result
+from ferlite.edge.algorithm.pipeline import FaceResult, FrameResult
+from ferlite.edge.apps import annotate
+from ferlite.edge.apps.annotate import COLOURS, VideoAnnotator
 from ferlite.edge.contract import LABELS
-from ferlite.edge.pipeline import FaceResult, FrameResult
 
-EDGE = [sys.executable, "-m", "ferlite.edge.cli"]
+EDGE = [sys.executable, "-m", "ferlite.edge.apps.cli"]
 TIMEOUT = 120
 
 
@@ -121,7 +122,7 @@ def _write_one(path, available, made):
 
 def test_annotated_mp4_is_h264_where_opencv_has_it_else_mp4v_said_once(tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(annotate, "_warned_codecs", set())
-    caplog.set_level(logging.INFO, logger="ferlite.edge.annotate")
+    caplog.set_level(logging.INFO, logger="ferlite.edge.apps.annotate")
     made: list[str] = []
     assert _write_one(tmp_path / "a.mp4", {"avc1", "mp4v"}, made).codec == "avc1"  # plays in a browser
     assert made == ["avc1"] and "browsers" not in caplog.text
@@ -216,10 +217,10 @@ def test_fer_edge_annotate_refuses_a_path_it_cannot_use(tmp_path, tiny_model, as
 def test_annotation_off_costs_nothing_not_even_an_import(tiny_model):
     code = (
         "import sys\n"
-        "from ferlite.edge.cli import main\n"
+        "from ferlite.edge.apps.cli import main\n"
         f"rc = main(['--source', 'demo', '--max-frames', '2', '--model', {str(tiny_model)!r}, '--threads', '1',"
         " '--no-stdout', '--log-level', 'WARNING'] + sys.argv[1:])\n"
-        "print(rc, 'ferlite.edge.annotate' in sys.modules)\n"
+        "print(rc, 'ferlite.edge.apps.annotate' in sys.modules)\n"
     )
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert off.stdout.split() == ["0", "False"], off.stderr

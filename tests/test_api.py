@@ -15,14 +15,14 @@ from helpers import ROOT, place_face, read_video, write_face_video
 
 import ferlite.edge
 from ferlite.edge import FrameResult, InputError, Recognizer, frame_to_json
-from ferlite.edge.config import ConfigError, EdgeConfig
+from ferlite.edge.algorithm.pipeline import FaceResult, TrackEvent
 from ferlite.edge.contract import LABELS
-from ferlite.edge.errors import FerliteError
-from ferlite.edge.loop import encode, run_loop
-from ferlite.edge.pipeline import FaceResult, TrackEvent
-from ferlite.edge.testing import ReplaySource
+from ferlite.edge.contract.errors import FerliteError
+from ferlite.edge.runtime.config import ConfigError, EdgeConfig
+from ferlite.edge.runtime.loop import encode, run_loop
+from ferlite.edge.runtime.testing import ReplaySource
 
-EDGE = [sys.executable, "-m", "ferlite.edge.cli"]
+EDGE = [sys.executable, "-m", "ferlite.edge.apps.cli"]
 
 
 def run_edge(args: list[str]) -> list[dict]:
@@ -118,7 +118,7 @@ def test_the_daemon_builds_its_messages_with_frame_to_json(monkeypatch):
         calls.append(kwargs["frame"])
         return frame_to_json(*args, **kwargs)
 
-    monkeypatch.setattr("ferlite.edge.loop.frame_to_json", counting)
+    monkeypatch.setattr("ferlite.edge.runtime.loop.frame_to_json", counting)
     lines: list[bytes] = []
     frames = [np.zeros((480, 640, 3), np.uint8)] * 3
     run_loop(ReplaySource(frames, name="fixed"), Fixed(), [lines.append])  # type: ignore[arg-type]
@@ -255,7 +255,8 @@ def test_results_are_frozen_and_typed(recognizer, astronaut):
 
 
 def test_module_level_names():
-    from ferlite.edge import api, pipeline
+    from ferlite.edge.algorithm import pipeline
+    from ferlite.edge.runtime import api
 
     assert ferlite.edge.recognize is api.recognize
     assert ferlite.edge.Recognizer is api.Recognizer

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from helpers import write_face_video
 
-from ferlite.edge import preview as preview_module
-from ferlite.edge.api import assemble
-from ferlite.edge.config import EdgeConfig
-from ferlite.edge.daemon import Signals
-from ferlite.edge.errors import SourceOpenError, StartupError
-from ferlite.edge.loop import LoopStats
-from ferlite.edge.sources import ReopeningSource, open_reopening
-from ferlite.edge.testing import ReplaySource
+from ferlite.edge.apps import preview as preview_module
+from ferlite.edge.apps.daemon import Signals
+from ferlite.edge.contract.errors import SourceOpenError, StartupError
+from ferlite.edge.runtime.api import assemble
+from ferlite.edge.runtime.config import EdgeConfig
+from ferlite.edge.runtime.loop import LoopStats
+from ferlite.edge.runtime.sources import ReopeningSource, open_reopening
+from ferlite.edge.runtime.testing import ReplaySource
 
 # The daemon's own requests (flags the signal handlers set; nothing is installed unless install() is called).
 Asked = Signals

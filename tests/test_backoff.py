@@ -1,4 +1,4 @@
-"""The one exponential backoff (ferlite.edge.backoff) and the retry loops that use it."""
+"""The one exponential backoff (ferlite.edge.runtime.backoff) and the retry loops that use it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ferlite.edge import backoff as backoff_module
-from ferlite.edge.backoff import WAIT_SLICE_S, Backoff, stoppable_sleep
+from ferlite.edge.runtime import backoff as backoff_module
+from ferlite.edge.runtime.backoff import WAIT_SLICE_S, Backoff, stoppable_sleep
 
 
 def test_delays_grow_by_the_factor_up_to_the_most_and_reset_starts_again():
@@ -63,9 +63,9 @@ def test_stoppable_sleep_never_sleeps_when_already_stopped():
 def test_the_retry_loops_take_their_waits_from_the_one_backoff(monkeypatch, tmp_path):
     """A looping folder with nothing readable, a camera that keeps failing and a feed socket whose backlog is
     full wait what Backoff says."""
-    from ferlite.edge import feed
-    from ferlite.edge.errors import SourceError
-    from ferlite.edge.sources import ImageFilesSource, ReopeningSource
+    from ferlite.edge.contract.errors import SourceError
+    from ferlite.edge.runtime import feed
+    from ferlite.edge.runtime.sources import ImageFilesSource, ReopeningSource
 
     taken: list[float] = []
     said = [7.0]  # a wait only the one backoff would say

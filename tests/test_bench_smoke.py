@@ -14,7 +14,7 @@ import bench_pipeline  # noqa: E402
 import scenes  # noqa: E402
 import soak  # noqa: E402
 
-from ferlite.edge.config import EdgeConfig  # noqa: E402
+from ferlite.edge.runtime.config import EdgeConfig  # noqa: E402
 
 
 def test_scenes_put_real_faces_where_they_say():
@@ -47,7 +47,7 @@ def test_bench_pipeline_finds_what_the_baseline_finds(tiny_model, tmp_path):
 
 
 def test_bench_pipeline_measures_each_detector_beside_the_default_on_the_same_frames(tiny_model, tmp_path):
-    from ferlite.edge.detector import DETECTORS
+    from ferlite.edge.algorithm.detector import DETECTORS
 
     args = bench_pipeline.parse_args(["--frames", "12", "--scenes", "1", "--fer-faces", "0"])
     clean = bench_pipeline.make_scenes(args, tmp_path)["clean"]

@@ -16,10 +16,10 @@ import pytest
 from helpers import place_face
 
 from ferlite.edge.contract import LABELS
-from ferlite.edge.spec import spec_path_for
+from ferlite.edge.contract.spec import spec_path_for
 
-EDGE = [sys.executable, "-m", "ferlite.edge.cli"]
-WATCH = [sys.executable, "-m", "ferlite.edge.watch"]
+EDGE = [sys.executable, "-m", "ferlite.edge.apps.cli"]
+WATCH = [sys.executable, "-m", "ferlite.edge.apps.watch"]
 
 
 def _run(args, timeout=60):
@@ -97,7 +97,7 @@ def test_version_of_each_command_is_the_installed_distributions(command):
     from importlib.metadata import version
 
     module = {"fer-edge": "cli", "fer-watch": "watch", "fer-preview": "preview", "fer-mqtt": "mqtt"}[command]
-    out = subprocess.run([sys.executable, "-m", f"ferlite.edge.{module}", "--version"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", f"ferlite.edge.apps.{module}", "--version"], capture_output=True,
                          text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout == f"{command} {version('ferlite')}\n"
@@ -107,7 +107,7 @@ def test_package_version_in_python(monkeypatch):
     from importlib.metadata import PackageNotFoundError, version
 
     import ferlite.edge
-    from ferlite.edge import version as version_module
+    from ferlite.edge.contract import version as version_module
 
     assert ferlite.edge.__version__ == version("ferlite") != version_module.UNKNOWN
     code = "from ferlite.edge import __version__; print(__version__)"  # a fresh interpreter, from anywhere

@@ -9,14 +9,14 @@ import subprocess
 import pytest
 from helpers import EDGE, as_nobody, one_error_line, run_edge, write_config
 
-from ferlite.edge.cli import build_parser, main
-from ferlite.edge.config import ConfigError, EdgeConfig, load_config
+from ferlite.edge.apps.cli import build_parser, main
+from ferlite.edge.runtime.config import ConfigError, EdgeConfig, load_config
 
 
 def test_toml_values_and_only_given_flags_override(tmp_path):
     path = write_config(tmp_path, 'source = "/dev/video1"\nthreads = 3\nsocket = "/tmp/x.sock"\nsocket_mode = "640"\n')
     args = build_parser().parse_args(["--threads", "1", "--config", str(path)])
-    from ferlite.edge.cli import _overrides
+    from ferlite.edge.apps.cli import _overrides
 
     config = load_config(path, _overrides(args))
     assert config.threads == 1  # the flag wins
@@ -79,7 +79,7 @@ def test_check_config_prints_effective_config(tmp_path, tiny_model, capsys):
 
 def test_detection_settings_are_flags_that_override_only_what_was_typed(tmp_path):
     """--min-size, --min-neighbors, --flip/--no-flip, --smooth-window: the config's keys as flags."""
-    from ferlite.edge.cli import _overrides
+    from ferlite.edge.apps.cli import _overrides
 
     def effective(argv, toml=None):
         path = write_config(tmp_path, toml) if toml is not None else None
@@ -151,7 +151,7 @@ def test_insane_numbers_refused_naming_the_setting(tmp_path, text, setting):
 @pytest.mark.parametrize("flag", [["--fps-limit", "nan"], ["--fps-limit", "inf"], ["--fps-limit", "1e-300"],
                                   ["--threads", "10000"], ["--max-faces", "99999999999"]])
 def test_insane_flags_refused_by_check_config(flag, tiny_model, capsys):
-    from ferlite.edge.cli import main
+    from ferlite.edge.apps.cli import main
 
     assert main(flag + ["--model", str(tiny_model), "--check-config"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -176,7 +176,7 @@ def test_socket_mode_out_of_range_refused_in_code_too():
 
 
 def test_toml_that_is_not_utf8_exits_2(tmp_path, capsys):
-    from ferlite.edge.cli import main
+    from ferlite.edge.apps.cli import main
 
     path = write_config(tmp_path, b'source = "\xff\xfe"\n')
     assert main(["--config", str(path), "--check-config"]) == 2
@@ -185,7 +185,7 @@ def test_toml_that_is_not_utf8_exits_2(tmp_path, capsys):
 
 
 def test_toml_nested_2000_deep_exits_2(tmp_path, capsys):
-    from ferlite.edge.cli import main
+    from ferlite.edge.apps.cli import main
 
     path = write_config(tmp_path, "source = " + "[" * 2000 + "]" * 2000 + "\n")
     assert main(["--config", str(path), "--check-config"]) == 2
@@ -201,7 +201,7 @@ def test_toml_that_is_a_fifo_exits_2_instead_of_waiting(tmp_path):
 
 
 def test_a_million_unknown_keys_give_one_short_line(tmp_path, capsys):
-    from ferlite.edge.cli import main
+    from ferlite.edge.apps.cli import main
 
     path = write_config(tmp_path, "".join(f"k{i} = 1\n" for i in range(60_000)))
     assert main(["--config", str(path), "--check-config"]) == 2

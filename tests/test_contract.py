@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ferlite.edge import INPUT_SIZE, LABELS, preprocess_face, preprocess_faces
-from ferlite.edge.preprocess import expand_box, to_gray
+from ferlite.edge.contract.preprocess import expand_box, to_gray
 
 
 def test_labels_fixed_order():
@@ -65,9 +65,10 @@ def test_unsupported_image_shape():
 def test_edge_imports_without_tensorflow():
     code = (
         "import sys; sys.modules['tensorflow'] = None\n"
-        "import ferlite.edge, ferlite.edge.cli, ferlite.edge.runner, ferlite.edge.sources\n"
-        "import ferlite.edge.feed, ferlite.edge.watch, ferlite.edge.pipeline, ferlite.edge.notify\n"
-        "import ferlite.edge.api, ferlite.edge.annotate, ferlite.edge.preview, ferlite.edge.frames\n"
+        "import ferlite.edge, ferlite.edge.apps.cli, ferlite.edge.algorithm.runner, ferlite.edge.runtime.sources\n"
+        "import ferlite.edge.runtime.feed, ferlite.edge.apps.watch, ferlite.edge.algorithm.pipeline\n"
+        "import ferlite.edge.runtime.notify, ferlite.edge.runtime.api, ferlite.edge.apps.annotate\n"
+        "import ferlite.edge.apps.preview, ferlite.edge.algorithm.frames\n"
         "from ferlite.edge import Recognizer, recognize, draw_result, InputError\n"
         "assert sys.modules['tensorflow'] is None\n"
         "assert not any(m.startswith(('ferlite.train', 'ferlite.convert')) for m in sys.modules)\n"
@@ -82,7 +83,7 @@ def test_edge_runs_a_model_without_tensorflow(tiny_model):
     code = (
         "import sys; sys.modules['tensorflow'] = None\n"
         "import numpy as np\n"
-        "from ferlite.edge.runner import ModelRunner\n"
+        "from ferlite.edge.algorithm.runner import ModelRunner\n"
         f"r = ModelRunner({str(tiny_model)!r}, threads=1)\n"
         "p = r.classify(np.zeros((2, 84, 84), np.uint8))\n"
         "print(p.shape, r.backend)\n"

@@ -15,9 +15,9 @@ from train_fixtures import FOLDER_CLASSES, write_image  # noqa: E402
 
 from ferlite.convert.cli import main  # noqa: E402
 from ferlite.convert.tflite import model_input  # noqa: E402
-from ferlite.edge.preprocess import preprocess_face  # noqa: E402
-from ferlite.edge.runner import ModelRunner  # noqa: E402
-from ferlite.edge.spec import read_spec  # noqa: E402
+from ferlite.edge.algorithm.runner import ModelRunner  # noqa: E402
+from ferlite.edge.contract.preprocess import preprocess_face  # noqa: E402
+from ferlite.edge.contract.spec import read_spec  # noqa: E402
 from ferlite.train.model import Architecture, build_model  # noqa: E402
 from ferlite.train.synthetic import make_faces  # noqa: E402
 

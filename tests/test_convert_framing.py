@@ -11,7 +11,7 @@ pytest.importorskip("tensorflow")
 
 from ferlite.convert.cli import main  # noqa: E402
 from ferlite.edge import DEMO_DIR  # noqa: E402
-from ferlite.edge.spec import read_spec  # noqa: E402
+from ferlite.edge.contract.spec import read_spec  # noqa: E402
 from ferlite.train.model import Architecture, build_model  # noqa: E402
 
 

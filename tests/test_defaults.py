@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import inspect
 
-from ferlite.edge import feed, sources, watch
-from ferlite.edge.config import EdgeConfig
+from ferlite.edge.apps import watch
+from ferlite.edge.runtime import feed, sources
+from ferlite.edge.runtime.config import EdgeConfig
 
 
 def _default(function, name):
@@ -43,7 +44,7 @@ def test_the_sources_defaults_are_fer_edges():
 
 
 def test_the_trackers_and_the_pyramids_defaults_are_fer_edges():
-    from ferlite.edge import detector, sweep, tracking
+    from ferlite.edge.algorithm import detector, sweep, tracking
 
     config = EdgeConfig()
     assert config.max_faces == tracking.DEFAULT_MAX_FACES == _default(tracking.FaceTracker, "max_faces")

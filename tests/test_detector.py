@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from helpers import place_face
 
-from ferlite.edge.api import load_parts, warn_framing
-from ferlite.edge.config import ConfigError, EdgeConfig, make_config
-from ferlite.edge.detector import DETECTORS, NEAR_NEIGHBORS, HaarDetector, make_detector
-from ferlite.edge.detector_alt2 import HaarAlt2Detector
-from ferlite.edge.errors import ModelSpecError
-from ferlite.edge.pipeline import Pipeline, PipelineConfig
-from ferlite.edge.spec import ModelSpec, read_spec, write_spec
-from ferlite.edge.sweep import PyramidCost
+from ferlite.edge.algorithm.detector import DETECTORS, NEAR_NEIGHBORS, HaarDetector, make_detector
+from ferlite.edge.algorithm.detector_alt2 import HaarAlt2Detector
+from ferlite.edge.algorithm.pipeline import Pipeline, PipelineConfig
+from ferlite.edge.algorithm.sweep import PyramidCost
+from ferlite.edge.contract.errors import ModelSpecError
+from ferlite.edge.contract.spec import ModelSpec, read_spec, write_spec
+from ferlite.edge.runtime.api import load_parts, warn_framing
+from ferlite.edge.runtime.config import ConfigError, EdgeConfig, make_config
 
 
 class _Uniform:
@@ -128,14 +128,14 @@ def test_haar_follows_a_face_with_fewer_neighbours_in_a_shrunk_region(astronaut)
 def test_an_unknown_detector_is_refused_naming_the_setting():
     with pytest.raises(ConfigError, match=r"^config: detector must be haar or haar-alt2, got 'lbp'$"):
         make_config({"detector": "lbp"})
-    out = subprocess.run([sys.executable, "-m", "ferlite.edge.cli", "--detector", "lbp", "--check-config"],
+    out = subprocess.run([sys.executable, "-m", "ferlite.edge.apps.cli", "--detector", "lbp", "--check-config"],
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.strip().splitlines() == ["fer-edge: command line: detector must be haar or haar-alt2, got 'lbp'"]
 
 
 def test_the_detector_is_selected_by_the_toml_config(tmp_path):
-    from ferlite.edge.config import load_config
+    from ferlite.edge.runtime.config import load_config
 
     path = tmp_path / "edge.toml"
     path.write_text('detector = "haar-alt2"\n')

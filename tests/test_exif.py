@@ -21,9 +21,9 @@ import pytest
 from helpers import place_face
 
 from ferlite.edge import Recognizer
-from ferlite.edge.sources import UnusableImage, exif_orientation, read_image
+from ferlite.edge.runtime.sources import UnusableImage, exif_orientation, read_image
 
-EDGE = [sys.executable, "-m", "ferlite.edge.cli"]
+EDGE = [sys.executable, "-m", "ferlite.edge.apps.cli"]
 ORIENTATIONS = range(1, 9)
 # In the 512 px astronaut photo the face box is about (177, 66, 95, 95); pasted at (300, 40), 0.8 size.
 FACE_CENTRE = (300 + (177 + 47) * 0.8, 40 + (66 + 47) * 0.8)

@@ -13,7 +13,7 @@ import time
 import pytest
 from helpers import EDGE, as_nobody, gray_images, one_error_line, run_edge
 
-from ferlite.edge.feed import FeedError, SocketFeed, iterate_messages
+from ferlite.edge.runtime.feed import FeedError, SocketFeed, iterate_messages
 
 
 def _line(i: int, pad: int = 0) -> bytes:
@@ -152,7 +152,7 @@ def test_client_iterates_messages(tmp_path):
 
 
 def test_socket_gets_its_mode_at_bind_without_a_chmod(tmp_path, monkeypatch):
-    import ferlite.edge.feed as feed_module
+    import ferlite.edge.runtime.feed as feed_module
 
     def no_chmod(*args, **kwargs):
         raise AssertionError("chmod by path after bind: a swapped-in symlink would be followed")
@@ -165,7 +165,7 @@ def test_socket_gets_its_mode_at_bind_without_a_chmod(tmp_path, monkeypatch):
 
 
 def test_socket_replaced_while_running_is_left_in_place(tmp_path):
-    from ferlite.edge.feed import SocketFeed
+    from ferlite.edge.runtime.feed import SocketFeed
 
     path = tmp_path / "feed.sock"
     feed = SocketFeed(path)
@@ -185,7 +185,7 @@ def test_socket_replaced_while_running_is_left_in_place(tmp_path):
 
 
 def test_120_readers_connecting_at_once_all_get_in_and_are_served(tmp_path):
-    from ferlite.edge.feed import MAX_ACCEPTS_PER_PUBLISH
+    from ferlite.edge.runtime.feed import MAX_ACCEPTS_PER_PUBLISH
 
     path = tmp_path / "feed.sock"
     with SocketFeed(path) as feed:
@@ -215,7 +215,7 @@ def test_120_readers_connecting_at_once_all_get_in_and_are_served(tmp_path):
 
 
 def test_client_retries_while_the_backlog_is_full(tmp_path):
-    from ferlite.edge.feed import iterate_messages
+    from ferlite.edge.runtime.feed import iterate_messages
 
     path = tmp_path / "tiny.sock"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -1,5 +1,5 @@
-"""One hardened file read (settings.read_bytes) for every file ferlite reads whole: a config, a model spec, an
-image (and the model a spec's sha256 is taken of, through settings.open_regular).
+"""One hardened file read (files.read_bytes) for every file ferlite reads whole: a config, a model spec, an
+image (and the model a spec's sha256 is taken of, through files.open_regular).
 
 Each reader refuses what is not a regular file of a sane size, in one line naming the file, without waiting on a
 FIFO, and the refusal comes from the one reader (its cause is a FileRefusedError).
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from ferlite.edge import settings
-from ferlite.edge.errors import ConfigError, FileRefusedError, ModelSpecError
-from ferlite.edge.sources import UnusableImage, read_image
-from ferlite.edge.spec import file_sha256, read_spec, spec_path_for
+from ferlite.edge.contract import files, settings
+from ferlite.edge.contract.errors import ConfigError, FileRefusedError, ModelSpecError
+from ferlite.edge.contract.spec import file_sha256, read_spec, spec_path_for
+from ferlite.edge.runtime.sources import UnusableImage, read_image
 
 BIG = 2 << 20  # past every reader's cap below (configs and specs 1 MiB; an image of 1 pixel 1 MiB + 4 bytes)
 
@@ -108,14 +108,14 @@ def test_the_refusal_says_what_the_file_is_and_the_settings_wording_holds(tmp_pa
     with pytest.raises(ConfigError, match=r"edge.toml: config must be a regular file, not a FIFO$"):
         settings.read_toml(fifo)
     with pytest.raises(FileRefusedError, match="^a FIFO, not a regular file$"):
-        settings.read_bytes(fifo, 10)
+        files.read_bytes(fifo, 10)
     big = tmp_path / "big.toml"
     big.write_bytes(b"#" * 11)
     with pytest.raises(FileRefusedError, match="^11 bytes, more than 10$") as caught:
-        settings.read_bytes(big, 10)
+        files.read_bytes(big, 10)
     assert (caught.value.size, caught.value.limit) == (11, 10)
     with pytest.raises(FileRefusedError, match=r"^cannot open \(No such file") as missing:
-        settings.read_bytes(tmp_path / "nope", 10)
+        files.read_bytes(tmp_path / "nope", 10)
     assert missing.value.opening and missing.value.errno is not None
 
 

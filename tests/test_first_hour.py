@@ -119,22 +119,23 @@ def test_a_default_run_talks_and_is_quiet(data, tmp_path):
 def test_fer_edge_at_warning_prints_no_native_runtime_lines(tiny_model):
     """TensorFlow Lite's "Created TensorFlow Lite XNNPACK delegate" bypasses logging: it must not reach stderr."""
     out = subprocess.run(
-        [sys.executable, "-m", "ferlite.edge.cli", "--source", "demo", "--max-frames", "1", "--model", str(tiny_model),
-         "--log-level", "WARNING"], capture_output=True, text=True, timeout=120, check=False)
+        [sys.executable, "-m", "ferlite.edge.apps.cli", "--source", "demo", "--max-frames", "1",
+         "--model", str(tiny_model), "--log-level", "WARNING"],
+        capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert "XNNPACK" not in out.stderr and out.stderr.strip() == ""
 
 
 def test_check_config_says_the_source_is_not_opened(tiny_model):
     out = subprocess.run(
-        [sys.executable, "-m", "ferlite.edge.cli", "--source", "/dev/video99", "--model", str(tiny_model),
+        [sys.executable, "-m", "ferlite.edge.apps.cli", "--source", "/dev/video99", "--model", str(tiny_model),
          "--check-config"], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert "the source is not opened" in out.stdout
 
 
 def test_watch_summary_shows_track_ids():
-    from ferlite.edge.watch import summary_line
+    from ferlite.edge.apps.watch import summary_line
 
     message = {"frame": 12, "faces": [{"label": "Happy", "score": 0.934, "track": 3},
                                       {"label": "Sad", "score": 0.5}]}
@@ -151,7 +152,7 @@ def test_fer_edge_on_small_crops_says_use_whole_frame(tiny_model, tmp_path):
     for i in range(3):
         cv2.imwrite(str(folder / f"{i}.png"), np.random.default_rng(i).integers(0, 255, (48, 48), dtype=np.uint8))
     out = subprocess.run(
-        [sys.executable, "-m", "ferlite.edge.cli", "--source", str(folder), "--model", str(tiny_model),
+        [sys.executable, "-m", "ferlite.edge.apps.cli", "--source", str(folder), "--model", str(tiny_model),
          "--log-level", "WARNING"], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     hints = [line for line in out.stderr.splitlines() if "--whole-frame" in line]

@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from ferlite.edge.config import EdgeConfig
+from ferlite.edge.algorithm.detector import HaarDetector
 from ferlite.edge.contract import INPUT_SIZE
-from ferlite.edge.detector import HaarDetector
-from ferlite.edge.preprocess import expand_box, to_gray
-from ferlite.edge.spec import ModelSpec
+from ferlite.edge.contract.preprocess import expand_box, to_gray
+from ferlite.edge.contract.spec import ModelSpec
+from ferlite.edge.runtime.config import EdgeConfig
 
 ASTRONAUT_FACE = (177, 66, 95, 95)  # a Haar box on the astronaut photo (checked below)
 
@@ -89,8 +89,8 @@ class _FixedDetector(HaarDetector):
 
 @pytest.mark.parametrize(("margin", "face_size"), [(0.1, 48), (0.25, 48), (0.0, 0)])
 def test_edge_crops_the_face_the_way_the_spec_says(astronaut, margin, face_size):
-    from ferlite.edge.api import pipeline_settings
-    from ferlite.edge.pipeline import Pipeline
+    from ferlite.edge.algorithm.pipeline import Pipeline
+    from ferlite.edge.runtime.api import pipeline_settings
 
     spec = ModelSpec(margin=margin, face_size=face_size)
     capture = _Capture()
@@ -108,7 +108,7 @@ def test_edge_crops_the_face_the_way_the_spec_says(astronaut, margin, face_size)
 
 
 def test_config_margin_overrides_the_spec_and_says_so(caplog):
-    from ferlite.edge.api import pipeline_settings
+    from ferlite.edge.runtime.api import pipeline_settings
 
     spec = ModelSpec(margin=0.1)
     assert pipeline_settings(EdgeConfig(), temporal=True, spec=spec).margin == 0.1
@@ -118,7 +118,7 @@ def test_config_margin_overrides_the_spec_and_says_so(caplog):
 
 
 def test_flip_averages_a_face_and_its_mirror():
-    from ferlite.edge.pipeline import classify
+    from ferlite.edge.algorithm.pipeline import classify
 
     class Asymmetric:
         def classify(self, faces: np.ndarray) -> np.ndarray:

@@ -22,10 +22,17 @@ from typing import Any
 import pytest
 from test_mqtt import REPO, Bridge, Broker, FakeFeed, Subscriber, bridge_settings
 
-from ferlite.edge.feed import SocketFeed
-from ferlite.edge.ha import ENTITIES, Calm, Throttle, discovery_messages, removed_discovery_topics, scene_scores
-from ferlite.edge.mqtt import Outbox, Reconnects, Translator
-from ferlite.edge.mqtt_config import HA_ENTITIES, MqttConfigError, make_config, read_model
+from ferlite.edge.apps.mqtt import Outbox, Reconnects, Translator
+from ferlite.edge.apps.mqtt.config import HA_ENTITIES, MqttConfigError, make_config, read_model
+from ferlite.edge.apps.mqtt.ha import (
+    ENTITIES,
+    Calm,
+    Throttle,
+    discovery_messages,
+    removed_discovery_topics,
+    scene_scores,
+)
+from ferlite.edge.runtime.feed import SocketFeed
 
 try:
     import paho.mqtt.client as mqtt

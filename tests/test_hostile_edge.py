@@ -27,8 +27,7 @@ import numpy as np
 import pytest
 from helpers import ROOT, one_error_line, run_edge, write_face_video
 
-from ferlite.edge.config import EdgeConfig
-from ferlite.edge.errors import (
+from ferlite.edge.contract.errors import (
     AnnotateError,
     ConfigError,
     DetectorError,
@@ -40,9 +39,10 @@ from ferlite.edge.errors import (
     SourceError,
     SourceOpenError,
 )
-from ferlite.edge.spec import ModelSpec, read_spec, spec_path_for, write_spec
+from ferlite.edge.contract.spec import ModelSpec, read_spec, spec_path_for, write_spec
+from ferlite.edge.runtime.config import EdgeConfig
 
-EDGE = [sys.executable, "-m", "ferlite.edge.cli"]
+EDGE = [sys.executable, "-m", "ferlite.edge.apps.cli"]
 HOSTILE = ROOT / "tests" / "hostile"
 TIMEOUT = 120
 
@@ -60,7 +60,7 @@ def _one_error_line(out) -> str:
 
 def _main_error_line(argv, capsys) -> str:
     """fer-edge in this process: exit 2 and its one line."""
-    from ferlite.edge.cli import main
+    from ferlite.edge.apps.cli import main
 
     assert main(argv) == 2
     captured = capsys.readouterr()
@@ -136,9 +136,9 @@ def test_annotate_into_a_folder_source_is_refused(tmp_path, astronaut, tiny_mode
 
 
 def test_annotate_elsewhere_still_works_and_replaces_hard_links_not_photos(tmp_path, astronaut):
-    from ferlite.edge.annotate import ImageAnnotator
-    from ferlite.edge.pipeline import FrameResult
-    from ferlite.edge.sources import Frame
+    from ferlite.edge.algorithm.pipeline import FrameResult
+    from ferlite.edge.apps.annotate import ImageAnnotator
+    from ferlite.edge.runtime.sources import Frame
 
     photo = tmp_path / "photo.jpg"
     cv2.imwrite(str(photo), astronaut)
@@ -167,9 +167,9 @@ def test_annotate_name_opencv_cannot_take_is_refused_not_a_segfault(tmp_path, cl
 
 
 def test_every_opencv_opener_refuses_names_it_cannot_take(tmp_path):
-    from ferlite.edge.annotate import VideoAnnotator
-    from ferlite.edge.detector import HaarDetector
-    from ferlite.edge.sources import VideoCaptureSource
+    from ferlite.edge.algorithm.detector import HaarDetector
+    from ferlite.edge.apps.annotate import VideoAnnotator
+    from ferlite.edge.runtime.sources import VideoCaptureSource
 
     bad = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"x\xff.avi"))
     opened = []
@@ -283,7 +283,7 @@ LOAD_CASES = sorted(name for name, case in MODEL_CASES.items() if "load" in case
 
 @pytest.mark.parametrize("name", LOAD_CASES)
 def test_hostile_model_is_refused_at_load(tmp_path, name):
-    from ferlite.edge.runner import ModelRunner
+    from ferlite.edge.algorithm.runner import ModelRunner
 
     model = _hostile_model(tmp_path, name)
     with pytest.raises(ModelLoadError) as info:
@@ -306,7 +306,7 @@ def test_model_that_tiles_to_ten_gigabytes_is_refused_by_fer_edge(tmp_path):
 
 
 def test_batch_past_the_tensor_cap_falls_back_to_one_face_at_a_time(tiny_model, monkeypatch):
-    import ferlite.edge.runner as runner_module
+    import ferlite.edge.algorithm.runner as runner_module
 
     runner = runner_module.ModelRunner(tiny_model, threads=1)
     single = runner_module.tensor_bytes(runner._interp.get_tensor_details())
@@ -318,7 +318,7 @@ def test_batch_past_the_tensor_cap_falls_back_to_one_face_at_a_time(tiny_model, 
 
 
 def test_probabilities_that_are_not_finite_are_an_error_for_that_frame(tmp_path):
-    from ferlite.edge.runner import ModelRunner
+    from ferlite.edge.algorithm.runner import ModelRunner
 
     name = "nan_on_bright_frames.tflite"
     runner = ModelRunner(_hostile_model(tmp_path, name), threads=1)  # passes the probe: black, face-like, noise
@@ -346,7 +346,7 @@ def test_frames_the_model_fails_on_are_skipped_counted_and_never_invalid_json(tm
 
 
 def test_feed_lines_are_strict_json():
-    from ferlite.edge.loop import encode
+    from ferlite.edge.runtime.loop import encode
 
     with pytest.raises(ValueError):
         encode({"score": float("nan")})
@@ -354,9 +354,9 @@ def test_feed_lines_are_strict_json():
 
 
 def test_frame_failures_are_counted_and_the_loop_goes_on():
-    from ferlite.edge.loop import run_loop
-    from ferlite.edge.pipeline import Pipeline, PipelineConfig
-    from ferlite.edge.sources import Frame
+    from ferlite.edge.algorithm.pipeline import Pipeline, PipelineConfig
+    from ferlite.edge.runtime.loop import run_loop
+    from ferlite.edge.runtime.sources import Frame
 
     class Flaky:
         calls = 0
@@ -388,7 +388,7 @@ def test_frame_failures_are_counted_and_the_loop_goes_on():
 
 
 def test_image_turned_into_a_folder_mid_pass_is_skipped(tmp_path):
-    from ferlite.edge.sources import open_source
+    from ferlite.edge.runtime.sources import open_source
 
     folder = _gray_images(tmp_path / "f", [100, 110])
     with open_source(str(folder), loop=True) as source:
@@ -415,7 +415,7 @@ def test_recognize_a_folder_or_device_is_an_input_error(path, tiny_model, tmp_pa
 
 
 def test_video_whose_frames_are_over_the_pixel_cap_is_refused_before_decoding(tmp_path, astronaut):
-    from ferlite.edge.sources import open_source
+    from ferlite.edge.runtime.sources import open_source
 
     clip = write_face_video(tmp_path / "big.avi", astronaut, frames=2)  # 640x480
     with pytest.raises(SourceOpenError, match="640x480 pixels, more than max_image_pixels"):
@@ -433,7 +433,7 @@ def test_pixel_cap_of_a_video_from_the_config(tmp_path, astronaut, tiny_model):
 
 
 def test_camera_frames_over_the_pixel_cap_are_a_source_error():
-    from ferlite.edge.sources import VideoCaptureSource
+    from ferlite.edge.runtime.sources import VideoCaptureSource
 
     class Camera:
         def __init__(self, *args):
@@ -471,9 +471,9 @@ def test_api_arrays_over_the_pixel_cap_are_refused(tiny_model):
 
 
 def test_preview_encodes_each_frame_once_for_every_viewer(monkeypatch):
-    import ferlite.edge.preview as preview
-    from ferlite.edge.pipeline import FrameResult
-    from ferlite.edge.sources import Frame
+    import ferlite.edge.apps.preview as preview
+    from ferlite.edge.algorithm.pipeline import FrameResult
+    from ferlite.edge.runtime.sources import Frame
 
     encoded = []
     real = cv2.imencode
@@ -546,7 +546,7 @@ def test_large_specs_give_a_short_line(model_copy, change, says):
 
 
 def test_spec_with_an_infinite_size_exits_2_in_fer_edge_and_fer_preview(model_copy, capsys, restore_signals):
-    from ferlite.edge.preview import main as preview_main
+    from ferlite.edge.apps.preview import main as preview_main
 
     _spec_text(model_copy, (HOSTILE / "specs" / "input_size_overflow.json").read_text())
     line = _main_error_line(["--model", str(model_copy), "--check-config"], capsys)  # was OverflowError
@@ -631,7 +631,7 @@ def test_model_that_is_a_folder_or_device_says_what_it_is(model, says, capsys, r
 
 @pytest.mark.parametrize("name", ["out\0.avi", "out\0.jpg", "dir\0"])
 def test_annotate_name_with_nul_is_refused_at_start(name):
-    from ferlite.edge.annotate import annotator_for
+    from ferlite.edge.apps.annotate import annotator_for
 
     source = SimpleNamespace(name="clip.avi", live=False, fps=10.0)
     with pytest.raises(AnnotateError, match="NUL"):
@@ -642,7 +642,7 @@ def test_annotate_name_with_nul_is_refused_at_start(name):
 
 
 def test_reader_queued_behind_a_full_backlog_of_dead_connections_gets_the_next_message(tmp_path):
-    from ferlite.edge.feed import LISTEN_BACKLOG, SocketFeed
+    from ferlite.edge.runtime.feed import LISTEN_BACKLOG, SocketFeed
 
     path = tmp_path / "feed.sock"
     with SocketFeed(path) as feed:
@@ -660,7 +660,7 @@ def test_reader_queued_behind_a_full_backlog_of_dead_connections_gets_the_next_m
 
 
 def test_accepting_per_message_is_bounded(tmp_path):
-    import ferlite.edge.feed as feed_module
+    import ferlite.edge.runtime.feed as feed_module
 
     path = tmp_path / "feed.sock"
     with feed_module.SocketFeed(path) as feed:

@@ -33,7 +33,7 @@ def test_the_light_public_names_stay_light():
     assert loaded == []
 
 
-@pytest.mark.parametrize("module", ["ferlite.edge.watch", "ferlite.edge.mqtt"])
+@pytest.mark.parametrize("module", ["ferlite.edge.apps.watch", "ferlite.edge.apps.mqtt"])
 def test_feed_readers_do_not_import_opencv(module):
     assert "cv2" not in _loaded_after(f"import {module}")
 
@@ -61,7 +61,7 @@ def test_feed_reader_help_does_not_import_opencv(command):
 def test_the_lazy_names_still_load_on_first_use():
     code = ("import sys, ferlite.edge\n"
             "from ferlite.edge import Recognizer, recognize, preprocess_face, draw_result, FrameResult, InputError\n"
-            "from ferlite.edge.api import Recognizer as R\n"
+            "from ferlite.edge.runtime.api import Recognizer as R\n"
             "assert Recognizer is R and callable(recognize) and callable(preprocess_face)\n"
             "assert issubclass(InputError, ferlite.edge.FerliteError)\n"
             "assert all(hasattr(ferlite.edge, name) for name in ferlite.edge.__all__)\n"

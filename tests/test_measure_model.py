@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ferlite.edge.config import default_model_path
+from ferlite.edge.runtime.config import default_model_path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "measure_model.py"
 

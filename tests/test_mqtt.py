@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from ferlite.edge.feed import SocketFeed
-from ferlite.edge.mqtt import Outbox, Translator, discovery_messages
-from ferlite.edge.mqtt_config import MqttConfig, MqttConfigError, load_config, make_config
+from ferlite.edge.apps.mqtt import Outbox, Translator, discovery_messages
+from ferlite.edge.apps.mqtt.config import MqttConfig, MqttConfigError, load_config, make_config
+from ferlite.edge.runtime.feed import SocketFeed
 
 try:
     import paho.mqtt.client as mqtt
@@ -264,7 +264,7 @@ class Bridge:
         self.config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items()))
         self.stderr_path = workdir / f"{name}.log"
         self._stderr = self.stderr_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "ferlite.edge.mqtt", "--config", str(self.config)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "ferlite.edge.apps.mqtt", "--config", str(self.config)],
                                      stdout=subprocess.DEVNULL, stderr=self._stderr)
 
     def log(self) -> str:
@@ -304,7 +304,7 @@ def events_of(sub: Subscriber, base: str, kind: str) -> list[dict[str, Any]]:
 
 
 def _run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ferlite.edge.mqtt", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ferlite.edge.apps.mqtt", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -564,7 +564,7 @@ def test_real_fer_edge_on_a_video_through_the_broker(
     bridge = Bridge(tmp_path, bridge_settings(sock, broker.port, "edge"))
     bridges.append(bridge)
     edge = subprocess.Popen(
-        [sys.executable, "-m", "ferlite.edge.cli", "--source", str(video), "--model", str(tiny_model), "--loop",
+        [sys.executable, "-m", "ferlite.edge.apps.cli", "--source", str(video), "--model", str(tiny_model), "--loop",
          "--fps-limit", "15", "--socket", str(sock), "--no-stdout", "--threads", "1", "--log-level", "WARNING"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     try:
@@ -891,7 +891,7 @@ def test_translator_takes_only_finite_numbers_and_whole_ids() -> None:
 
 INJECTED_FAILURE = """
 import sys
-from ferlite.edge import mqtt
+from ferlite.edge.apps import mqtt
 def handle(self, message):
     raise RuntimeError("injected: a bug in the translator")
 mqtt.Translator.handle = handle
@@ -947,7 +947,7 @@ def test_what_mqtt_cannot_carry_is_refused_at_start(tmp_path: Path, settings: di
 def test_check_limits_refuses_a_password_mqtt_cannot_carry() -> None:
     """The password is the file's first line: a file within the size cap can still hold one line over the
     65535 bytes MQTT carries, which paho would fail on inside the broker thread at every connect."""
-    from ferlite.edge.mqtt import check_limits
+    from ferlite.edge.apps.mqtt import check_limits
 
     config = make_config({"device_id": "pw", "username": "u"})
     check_limits(config, "p" * 65535)
@@ -973,7 +973,7 @@ def test_a_huge_feed_timeout_never_leaves_the_bridge_alive_but_dead(
     config.write_text("".join(f"{k} = {json.dumps(v)}\n"
                               for k, v in bridge_settings(feed.path, broker.port, "huge").items())
                       + f"feed_timeout_s = {value}\n")
-    bridge = subprocess.Popen([sys.executable, "-m", "ferlite.edge.mqtt", "--config", str(config)],
+    bridge = subprocess.Popen([sys.executable, "-m", "ferlite.edge.apps.mqtt", "--config", str(config)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         sub.wait_for(lambda: bridge.poll() is not None or sub.on("ferlite/huge/state")[1:], 15,

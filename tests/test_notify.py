@@ -1,4 +1,4 @@
-"""sd_notify / socket activation (ferlite.edge.notify), and the daemon under a notify listener."""
+"""sd_notify / socket activation (ferlite.edge.runtime.notify), and the daemon under a notify listener."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ferlite.edge.notify import SystemdNotifier
+from ferlite.edge.runtime.notify import SystemdNotifier
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_MODEL = REPO / "tests" / "fixtures" / "tiny_int8.tflite"
@@ -96,7 +96,7 @@ def test_watchdog_without_notify_socket_is_off() -> None:
 
 
 def test_unusable_notify_socket_value_disables(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="ferlite.edge.notify"):
+    with caplog.at_level(logging.WARNING, logger="ferlite.edge.runtime.notify"):
         n = SystemdNotifier.from_env({"NOTIFY_SOCKET": "vsock:2:1234"})
     assert not n.enabled
     assert "not a Unix socket path" in caplog.text
@@ -133,7 +133,7 @@ def test_send_failure_never_raises_and_warns_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     n = SystemdNotifier.from_env({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
-    with caplog.at_level(logging.DEBUG, logger="ferlite.edge.notify"):
+    with caplog.at_level(logging.DEBUG, logger="ferlite.edge.runtime.notify"):
         n.ready()
         n.status("x")
         n.stopping()
@@ -176,7 +176,7 @@ def test_configured_interval_is_used_but_never_longer_than_half(
 ) -> None:
     env = {"NOTIFY_SOCKET": path_listener.env_value, "WATCHDOG_USEC": "10000000"}
     assert SystemdNotifier.from_env(env, watchdog_interval=1.0).watchdog_interval() == 1.0
-    with caplog.at_level(logging.WARNING, logger="ferlite.edge.notify"):
+    with caplog.at_level(logging.WARNING, logger="ferlite.edge.runtime.notify"):
         n = SystemdNotifier.from_env(env, watchdog_interval=60.0)
     assert n.watchdog_interval() == 5.0
     assert "longer than half of WatchdogSec" in caplog.text
@@ -209,9 +209,9 @@ def test_bad_watchdog_usec_means_no_watchdog(path_listener: Listener, usec: str)
 
 def _daemon_available() -> str | None:
     try:
-        import ferlite.edge.cli  # noqa: F401
+        import ferlite.edge.apps.cli  # noqa: F401
     except ImportError as e:
-        return f"ferlite.edge.cli not importable yet ({e})"
+        return f"ferlite.edge.apps.cli not importable yet ({e})"
     if not FIXTURE_MODEL.exists():
         return f"fixture model {FIXTURE_MODEL.relative_to(REPO)} not there yet"
     return None
@@ -273,7 +273,7 @@ def test_daemon_speaks_the_notify_protocol(tmp_path: Path, path_listener: Listen
         "PYTHONUNBUFFERED": "1",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ferlite.edge.cli", "--config", str(config)],
+        [sys.executable, "-m", "ferlite.edge.apps.cli", "--config", str(config)],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,

@@ -6,8 +6,8 @@ import numpy as np
 
 
 def test_still_photo_box_inside_a_face_is_not_a_face():
-    from ferlite.edge.detector import HaarDetector
-    from ferlite.edge.pipeline import Pipeline, PipelineConfig
+    from ferlite.edge.algorithm.detector import HaarDetector
+    from ferlite.edge.algorithm.pipeline import Pipeline, PipelineConfig
 
     class Detector(HaarDetector):  # a whole Detector (name, cost, ...) whose detect() answers these boxes
         def detect(self, gray, min_size=None, max_size=None, min_neighbors=None):

@@ -24,14 +24,14 @@ import numpy as np
 import pytest
 from helpers import ROOT, read_video, write_face_video
 
-from ferlite.edge import preview as preview_module
-from ferlite.edge.annotate import COLOURS
-from ferlite.edge.config import ConfigError, EdgeConfig
+from ferlite.edge.apps import preview as preview_module
+from ferlite.edge.apps.annotate import COLOURS
+from ferlite.edge.apps.preview import DEFAULT_BIND, build_parser, is_loopback, labels_text, parse_bind
 from ferlite.edge.contract import LABELS
-from ferlite.edge.loop import LoopStats
-from ferlite.edge.preview import DEFAULT_BIND, build_parser, is_loopback, labels_text, parse_bind
+from ferlite.edge.runtime.config import ConfigError, EdgeConfig
+from ferlite.edge.runtime.loop import LoopStats
 
-PREVIEW = [sys.executable, "-m", "ferlite.edge.preview"]
+PREVIEW = [sys.executable, "-m", "ferlite.edge.apps.preview"]
 START_S = 60  # until the preview prints its address
 BROWSER_S = 90  # one Chromium run
 # Set to a path (e.g. docs/preview.png) to keep the browser test's screenshot.

@@ -23,11 +23,11 @@ import pytest
 from helpers import place_face, write_face_video
 
 from ferlite.edge import Recognizer
+from ferlite.edge.apps.table import COLUMNS
 from ferlite.edge.contract import LABELS
-from ferlite.edge.sources import VideoCaptureSource
-from ferlite.edge.table import COLUMNS
+from ferlite.edge.runtime.sources import VideoCaptureSource
 
-EDGE = [sys.executable, "-m", "ferlite.edge.cli"]
+EDGE = [sys.executable, "-m", "ferlite.edge.apps.cli"]
 TIMEOUT = 120
 
 

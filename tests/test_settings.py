@@ -1,5 +1,5 @@
-"""One settings kernel (ferlite.edge.settings) for fer-edge, fer-mqtt and fer-train: every setting of every config
-is checked the same way, so a fault planted in any of them is refused, naming it, in one line.
+"""One settings kernel (ferlite.edge.contract.settings) for fer-edge, fer-mqtt and fer-train: every setting of
+every config is checked the same way, so a fault planted in any of them is refused, naming it, in one line.
 
 The parametrised tests enumerate the configs' fields: a setting added later is covered without editing them."""
 
@@ -19,12 +19,12 @@ from typing import Any, Optional
 import pytest
 from helpers import needs_training
 
-from ferlite.edge import config as edge_config
-from ferlite.edge import mqtt_config
-from ferlite.edge import settings as kernel
-from ferlite.edge.config import EdgeConfig
-from ferlite.edge.errors import ConfigError, MqttConfigError
-from ferlite.edge.mqtt_config import MqttConfig
+from ferlite.edge.apps.mqtt import config as mqtt_config
+from ferlite.edge.apps.mqtt.config import MqttConfig
+from ferlite.edge.contract import settings as kernel
+from ferlite.edge.contract.errors import ConfigError, MqttConfigError
+from ferlite.edge.runtime import config as edge_config
+from ferlite.edge.runtime.config import EdgeConfig
 from ferlite.train import config as train_config
 from ferlite.train.config import TrainConfig
 
@@ -35,7 +35,7 @@ else:  # pragma: no cover - Python 3.10
 
 LOADERS = {EdgeConfig: edge_config.load_config, MqttConfig: mqtt_config.load_config,
            TrainConfig: train_config.load_config}
-COMMANDS = {EdgeConfig: "ferlite.edge.cli", MqttConfig: "ferlite.edge.mqtt", TrainConfig: "ferlite.train.cli"}
+COMMANDS = {EdgeConfig: "ferlite.edge.apps.cli", MqttConfig: "ferlite.edge.apps.mqtt", TrainConfig: "ferlite.train.cli"}
 PROGS = {EdgeConfig: "fer-edge", MqttConfig: "fer-mqtt", TrainConfig: "fer-train"}
 
 
@@ -209,7 +209,7 @@ def test_the_files_configs_name_are_known_to_the_kernel():
                          + [pytest.param(None, id="fer-preview")])
 def test_config_that_is_a_directory_exits_2_with_one_line(tmp_path, cls):
     if cls is None:
-        out = subprocess.run([sys.executable, "-m", "ferlite.edge.preview", "--config", str(tmp_path)],
+        out = subprocess.run([sys.executable, "-m", "ferlite.edge.apps.preview", "--config", str(tmp_path)],
                              capture_output=True, text=True, timeout=60, check=False)
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
         assert out.stderr.startswith("fer-preview: ") and "directory" in out.stderr

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from helpers import EDGE, as_nobody, gray_images, one_error_line, run_edge, within, write_config
 
-from ferlite.edge.sources import (
+from ferlite.edge.runtime.sources import (
     Frame,
     Picamera2Source,
     ReopeningSource,
@@ -27,7 +27,7 @@ from ferlite.edge.sources import (
     demo_source,
     open_source,
 )
-from ferlite.edge.testing import ReplaySource
+from ferlite.edge.runtime.testing import ReplaySource
 
 
 def _write_images(folder, count):
@@ -232,7 +232,7 @@ def test_video_named_in_invalid_utf8_is_refused_in_one_line(tmp_path, tiny_model
 
 
 def test_unreadable_pass_backs_off_doubling_and_sees_files_come_back(tmp_path):
-    from ferlite.edge.sources import open_source
+    from ferlite.edge.runtime.sources import open_source
 
     folder = gray_images(tmp_path / "f", 1)
     sleeps: list[float] = []
@@ -257,7 +257,7 @@ def test_unreadable_pass_backs_off_doubling_and_sees_files_come_back(tmp_path):
 
 
 def test_unreadable_pass_returns_when_asked_to_stop(tmp_path):
-    from ferlite.edge.sources import open_source
+    from ferlite.edge.runtime.sources import open_source
 
     folder = tmp_path / "f"
     folder.mkdir()
@@ -271,7 +271,7 @@ def test_unreadable_pass_returns_when_asked_to_stop(tmp_path):
 
 
 def test_float_tiff_holding_nan_is_skipped_and_the_folder_goes_on(tmp_path):
-    from ferlite.edge.sources import open_source
+    from ferlite.edge.runtime.sources import open_source
 
     folder = tmp_path / "f"
     folder.mkdir()
@@ -302,7 +302,7 @@ def _jpeg_claiming(width: int, height: int) -> bytes:
 
 
 def test_huge_image_is_skipped_from_its_header_without_decoding(tmp_path):
-    from ferlite.edge.sources import image_size, open_source
+    from ferlite.edge.runtime.sources import image_size, open_source
 
     folder = tmp_path / "f"
     folder.mkdir()
@@ -331,7 +331,7 @@ def test_pixel_cap_is_a_setting(tmp_path, tiny_model):
 
 @pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".pgm", ".ppm", ".tiff", ".webp"])
 def test_image_size_read_from_every_supported_header(ext):
-    from ferlite.edge.sources import image_size
+    from ferlite.edge.runtime.sources import image_size
 
     image = np.random.default_rng(1).integers(0, 255, (37, 53, 3), dtype=np.uint8)
     if ext == ".pgm":
@@ -342,7 +342,7 @@ def test_image_size_read_from_every_supported_header(ext):
 
 
 def test_image_size_of_garbage_is_none():
-    from ferlite.edge.sources import image_size
+    from ferlite.edge.runtime.sources import image_size
 
     assert image_size(b"") is None
     assert image_size(b"\xff\xd8\xff" + b"\x00" * 50) is None
@@ -358,7 +358,7 @@ def test_fifo_named_jpg_as_the_source_exits_2_at_once(tmp_path, tiny_model):
 
 
 def test_fifo_in_place_of_an_image_is_skipped_not_waited_on(tmp_path):
-    from ferlite.edge.sources import open_source
+    from ferlite.edge.runtime.sources import open_source
 
     folder = gray_images(tmp_path / "f", 2)
     with open_source(str(folder)) as source:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import gray_images, one_error_line, run_edge
 
-from ferlite.edge.spec import ModelSpec, ModelSpecError, read_spec, spec_path_for
+from ferlite.edge.contract.spec import ModelSpec, ModelSpecError, read_spec, spec_path_for
 
 
 def test_model_named_in_invalid_utf8_is_refused_in_one_line(tmp_path, tiny_model):
@@ -56,7 +56,7 @@ def test_spec_without_a_valid_sha256_or_with_bad_values_is_refused(model_copy, c
 
 
 def test_tampered_model_with_a_spec_lacking_sha256_is_refused_by_check_config(model_copy, capsys):
-    from ferlite.edge.cli import main
+    from ferlite.edge.apps.cli import main
 
     _edit_spec(model_copy, sha256="")
     data = bytearray(model_copy.read_bytes())
@@ -67,7 +67,7 @@ def test_tampered_model_with_a_spec_lacking_sha256_is_refused_by_check_config(mo
 
 
 def test_spec_quantization_must_match_the_models_input(model_copy, capsys):
-    from ferlite.edge.cli import main
+    from ferlite.edge.apps.cli import main
 
     _edit_spec(model_copy, quantization="float32")  # the model takes int8
     assert main(["--model", str(model_copy), "--check-config"]) == 2
@@ -76,8 +76,8 @@ def test_spec_quantization_must_match_the_models_input(model_copy, capsys):
 
 
 def test_model_of_another_input_size_gets_faces_of_that_size(tmp_path, monkeypatch, restore_signals, capfd):
-    import ferlite.edge.api as api
-    from ferlite.edge.cli import main
+    import ferlite.edge.runtime.api as api
+    from ferlite.edge.apps.cli import main
 
     shapes: list[tuple[int, ...]] = []
 

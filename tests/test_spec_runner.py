@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ferlite.edge.algorithm.runner import ModelLoadError, ModelRunner, dequantize, quantize
 from ferlite.edge.contract import LABELS
-from ferlite.edge.runner import ModelLoadError, ModelRunner, dequantize, quantize
-from ferlite.edge.spec import ModelSpec, ModelSpecError, read_spec, spec_path_for, write_spec
+from ferlite.edge.contract.spec import ModelSpec, ModelSpecError, read_spec, spec_path_for, write_spec
 
 
 def _edit_spec(model: Path, **changes) -> None:
@@ -47,7 +47,7 @@ def test_runner_uses_the_interpreters_own_quantisation(tiny_model, monkeypatch):
     runner = ModelRunner(tiny_model, threads=1)
     scale, zero_point = runner._input["quantization"]
     seen = {}
-    import ferlite.edge.runner as runner_module
+    import ferlite.edge.algorithm.runner as runner_module
 
     real = runner_module.quantize
 

@@ -151,7 +151,7 @@ def test_socket_lands_in_the_runtime_directory_for_group_fer() -> None:
 
 
 def test_example_config_is_accepted_by_the_daemon() -> None:
-    config_mod = pytest.importorskip("ferlite.edge.config")
+    config_mod = pytest.importorskip("ferlite.edge.runtime.config")
     config = config_mod.load_config(EXAMPLE_CONFIG, {})
     assert config.socket == "/run/ferlite/feed.sock"
     assert config.stdout is False
@@ -181,7 +181,7 @@ def _mdwe_supported() -> bool:
 @pytest.mark.slow
 def test_daemon_runs_with_memory_deny_write_execute(tmp_path: Path) -> None:
     """The unit sets MemoryDenyWriteExecute=yes: numpy, OpenCV and LiteRT must cope."""
-    pytest.importorskip("ferlite.edge.cli")
+    pytest.importorskip("ferlite.edge.apps.cli")
     if not FIXTURE_MODEL.exists():
         pytest.skip("fixture model not there yet")
     if not _mdwe_supported():
@@ -200,7 +200,7 @@ def test_daemon_runs_with_memory_deny_write_execute(tmp_path: Path) -> None:
         else:
             raise SystemExit("MDWE did not refuse a W+X mapping")
         sys.argv = ["fer-edge"] + sys.argv[1:]
-        runpy.run_module("ferlite.edge.cli", run_name="__main__")
+        runpy.run_module("ferlite.edge.apps.cli", run_name="__main__")
         """
     )
     result = subprocess.run(

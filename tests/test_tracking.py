@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from helpers import ScriptedDetector
 
-from ferlite.edge.pipeline import PipelineConfig
-from ferlite.edge.sweep import MIN_LEVELS, ChangeMap, PyramidCost, new_face_bound, scale_slices
-from ferlite.edge.tracking import FaceTracker, iou
+from ferlite.edge.algorithm.pipeline import PipelineConfig
+from ferlite.edge.algorithm.sweep import MIN_LEVELS, ChangeMap, PyramidCost, new_face_bound, scale_slices
+from ferlite.edge.algorithm.tracking import FaceTracker, iou
 
 FRAME = np.zeros((240, 320), np.uint8)
 
@@ -146,8 +146,8 @@ class _UniformClassifier:
 def test_pipeline_follows_a_real_face_in_shrunk_regions_between_full_searches(astronaut):
     from helpers import place_face
 
-    from ferlite.edge.detector import NEAR_NEIGHBORS, HaarDetector
-    from ferlite.edge.pipeline import Pipeline
+    from ferlite.edge.algorithm.detector import NEAR_NEIGHBORS, HaarDetector
+    from ferlite.edge.algorithm.pipeline import Pipeline
 
     pipeline = Pipeline(HaarDetector(1.1, 5, 48), _UniformClassifier(), PipelineConfig())
     calls: list[tuple[int, int | None]] = []  # (width, min_neighbors) searched
@@ -217,8 +217,8 @@ def test_scale_runs_cover_every_level_once_and_cost_what_they_say():
 def test_pipeline_search_for_new_faces_uses_haar_levels_as_a_whole_frame_search_would(astronaut):
     from helpers import place_face
 
-    from ferlite.edge.detector import HaarDetector
-    from ferlite.edge.pipeline import Pipeline
+    from ferlite.edge.algorithm.detector import HaarDetector
+    from ferlite.edge.algorithm.pipeline import Pipeline
 
     pipeline = Pipeline(HaarDetector(1.1, 5, 48), _UniformClassifier(), PipelineConfig())
     empty = np.full((480, 640, 3), 100, np.uint8)  # what place_face pastes on

@@ -7,7 +7,7 @@ from helpers import ScriptedDetector
 
 
 def test_tracks_that_end_up_on_one_face_merge():
-    from ferlite.edge.tracking import FaceTracker
+    from ferlite.edge.algorithm.tracking import FaceTracker
 
     frame = np.zeros((480, 640), np.uint8)
     det = ScriptedDetector(frame)
@@ -26,7 +26,7 @@ def test_tracks_that_end_up_on_one_face_merge():
 
 
 def test_box_inside_another_face_is_not_a_face():
-    from ferlite.edge.tracking import FaceTracker
+    from ferlite.edge.algorithm.tracking import FaceTracker
 
     frame = np.zeros((480, 640), np.uint8)
     det = ScriptedDetector(frame)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import needs_training
 
-from ferlite.edge.errors import ConfigError
+from ferlite.edge.contract.errors import ConfigError
 from ferlite.train.cli import main
 from ferlite.train.config import DEFAULTS, NOT_SAVED, TrainConfig, build_parser, load_config, parse_args, resumed
 

@@ -240,7 +240,7 @@ def test_prepare_merges_sets_drops_duplicates_and_writes_manifest(tmp_path):
 
 
 def test_decoder_matches_edge_preprocessing(tmp_path):
-    from ferlite.edge.preprocess import preprocess_face
+    from ferlite.edge.contract.preprocess import preprocess_face
 
     image = np.random.default_rng(0).integers(0, 255, (60, 50, 3), dtype=np.uint8)
     path = write_image(tmp_path / "x.png", image)

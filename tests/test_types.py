@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MYPY = Path(sys.executable).parent / "mypy"
 PLANTED = """\
-from ferlite.edge.config import EdgeConfig
+from ferlite.edge.runtime.config import EdgeConfig
 from ferlite.train.config import TrainConfig
 
 wrong: int = EdgeConfig()

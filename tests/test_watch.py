@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from ferlite.edge.errors import FeedError, InputError
-from ferlite.edge.feed import iterate_messages
-from ferlite.edge.watch import summary_line
+from ferlite.edge.apps.watch import summary_line
+from ferlite.edge.contract.errors import FeedError, InputError
+from ferlite.edge.runtime.feed import iterate_messages
 
-WATCH = [sys.executable, "-m", "ferlite.edge.watch"]
+WATCH = [sys.executable, "-m", "ferlite.edge.apps.watch"]
 FRAME = {"frame": 7, "ts": 1.5, "faces": [{"box": [1, 2, 3, 4], "label": "Happy", "score": 0.9, "track": 3}]}
 GOOD = (json.dumps(FRAME) + "\n").encode()
 
@@ -211,7 +211,7 @@ def test_iterate_messages_takes_an_infinite_timeout_and_should_stop(tmp_path, ra
 
 LINE_PROBE = """
 import json, logging, sys
-from ferlite.edge.feed import iterate_messages
+from ferlite.edge.runtime.feed import iterate_messages
 logging.basicConfig(level=logging.WARNING)
 try:
     got, error = len(list(iterate_messages(sys.argv[1], timeout=30))), None

@@ -24,7 +24,7 @@ def main() -> int:
     out = Path(sys.argv[1])
     out.mkdir(parents=True)
     repo = Path(__file__).resolve().parents[2]
-    from ferlite.edge.detector import cascade_path  # finds the cascade where Debian's OpenCV has no cv2.data
+    from ferlite.edge.algorithm.detector import cascade_path  # finds the cascade where Debian's OpenCV has no cv2.data
 
     cascade = cv2.CascadeClassifier(str(cascade_path()))
     n = 0

@@ -3,7 +3,7 @@
     .venv/bin/python tests/bench/bench_api.py --frames 120 --out tests/bench/bench_api.json
 
 Both sides run the same camera-like scenes (tests/bench/scenes.py), one after the other on every
-frame (order alternating), each with its own pipeline made by ferlite.edge.api.assemble:
+frame (order alternating), each with its own pipeline made by ferlite.edge.runtime.api.assemble:
 * daemon: Pipeline.process + the feed line (frame_to_json + encode), what run_loop does per frame
   besides reading the source and writing the sinks;
 * API: Recognizer.process (the input check, then the same Pipeline), and the same with
@@ -27,10 +27,10 @@ import numpy as np
 import scenes
 from measure import default_model, repo_relative, stats_ms
 
-from ferlite.edge.api import Recognizer
-from ferlite.edge.config import EdgeConfig
-from ferlite.edge.frames import check_frame
-from ferlite.edge.loop import encode, frame_message
+from ferlite.edge.algorithm.frames import check_frame
+from ferlite.edge.runtime.api import Recognizer
+from ferlite.edge.runtime.config import EdgeConfig
+from ferlite.edge.runtime.loop import encode, frame_message
 
 
 def measure(frames: list[np.ndarray], model: Path, threads: int) -> dict[str, Any]:

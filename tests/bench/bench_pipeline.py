@@ -46,13 +46,13 @@ from measure import (
     unmatched,
 )
 
-from ferlite.edge.api import build_pipeline
-from ferlite.edge.config import EdgeConfig
-from ferlite.edge.detector import DETECTORS, HaarDetector, make_detector
-from ferlite.edge.preprocess import Box, preprocess_faces
-from ferlite.edge.runner import ModelRunner
-from ferlite.edge.sweep import new_face_bound
-from ferlite.edge.tracking import iou
+from ferlite.edge.algorithm.detector import DETECTORS, HaarDetector, make_detector
+from ferlite.edge.algorithm.runner import ModelRunner
+from ferlite.edge.algorithm.sweep import new_face_bound
+from ferlite.edge.algorithm.tracking import iou
+from ferlite.edge.contract.preprocess import Box, preprocess_faces
+from ferlite.edge.runtime.api import build_pipeline
+from ferlite.edge.runtime.config import EdgeConfig
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         } if args.startup_runs else {}
         report["tensorflow_peer"] = None if args.no_peer else tensorflow_peer(args.startup_runs, Path(tmp))
     report["import_rss_kb"] = peak_rss_of_imports(
-        ["", "numpy", "cv2", "ai_edge_litert.interpreter", "ferlite.edge.cli"]
+        ["", "numpy", "cv2", "ai_edge_litert.interpreter", "ferlite.edge.apps.cli"]
     )
     print_tables(report)
     if args.out:

@@ -51,7 +51,7 @@ FATAL_MARKS = ("Traceback (most recent call last)", "Fatal Python error", "termi
 
 def tool(name: str) -> list[str]:
     module = {"fer-edge": "cli", "fer-watch": "watch", "fer-mqtt": "mqtt", "fer-preview": "preview"}[name]
-    return [PYTHON, "-m", f"ferlite.edge.{module}"]
+    return [PYTHON, "-m", f"ferlite.edge.apps.{module}"]
 
 
 # --- what a case works with ---------------------------------------------------------------------------------
@@ -486,7 +486,7 @@ def spec_with(change: dict[str, Any]) -> Callable[[Ctx], None]:
 def hostile_model(name: str) -> Callable[[Ctx], None]:
     """Item 5: a model from tests/hostile/models with a spec that matches its bytes (the sha256 proves nothing more)."""
     def setup(ctx: Ctx) -> None:
-        from ferlite.edge.spec import ModelSpec, write_spec
+        from ferlite.edge.contract.spec import ModelSpec, write_spec
 
         model = ctx.root / name
         model.write_bytes((HOSTILE_MODELS / name).read_bytes())

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ferlite.edge.preprocess import Box
-from ferlite.edge.tracking import iou
+from ferlite.edge.algorithm.tracking import iou
+from ferlite.edge.contract.preprocess import Box
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

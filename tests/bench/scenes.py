@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferlite.edge.detector import HaarDetector
-from ferlite.edge.preprocess import Box
+from ferlite.edge.algorithm.detector import HaarDetector
+from ferlite.edge.contract.preprocess import Box
 
 log = logging.getLogger(__name__)
 

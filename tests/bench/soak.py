@@ -48,12 +48,12 @@ def serve(args: argparse.Namespace) -> int:
     """fer-edge's loop with a failing replayed camera; prints a JSON summary on stdout at the end."""
     import cv2
 
-    from ferlite.edge.api import assemble
-    from ferlite.edge.config import EdgeConfig
-    from ferlite.edge.loop import run_loop
-    from ferlite.edge.sinks import SocketFeed
-    from ferlite.edge.sources import ReopeningSource
-    from ferlite.edge.testing import ReplaySource
+    from ferlite.edge.runtime.api import assemble
+    from ferlite.edge.runtime.config import EdgeConfig
+    from ferlite.edge.runtime.loop import run_loop
+    from ferlite.edge.runtime.sinks import SocketFeed
+    from ferlite.edge.runtime.sources import ReopeningSource
+    from ferlite.edge.runtime.testing import ReplaySource
 
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ferlite.edge.errors import UsageError
-from ferlite.edge.version import version_text
+from ferlite.edge.contract.errors import UsageError
+from ferlite.edge.contract.version import version_text
 
 from .errors import AgreementError
 
@@ -142,8 +142,8 @@ def _check_agreement(result: Any, min_agreement: float) -> None:
 
 
 def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
-    from ferlite.edge.atomic import temp_path_for
-    from ferlite.edge.spec import ModelSpec, file_sha256, spec_path_for, write_spec
+    from ferlite.edge.contract.atomic import temp_path_for
+    from ferlite.edge.contract.spec import ModelSpec, file_sha256, spec_path_for, write_spec
     from ferlite.train import tf_runtime
 
     from .face_sets import load_face_set
@@ -276,9 +276,9 @@ def main(argv: list[str] | None = None) -> int:
               f"pip install 'ferlite[train]'", file=sys.stderr)
         return EXIT_BAD_INPUT
     strict_float32_math()
-    from ferlite.edge.errors import FerliteError
-    from ferlite.edge.runner import ModelLoadError
-    from ferlite.edge.spec import ModelSpecError
+    from ferlite.edge.algorithm.runner import ModelLoadError
+    from ferlite.edge.contract.errors import FerliteError
+    from ferlite.edge.contract.spec import ModelSpecError
 
     try:
         convert_and_verify(args)

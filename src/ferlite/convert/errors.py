@@ -1,8 +1,8 @@
-"""fer-convert's errors, under ferlite's one root (ferlite.edge.errors.FerliteError)."""
+"""fer-convert's errors, under ferlite's one root (ferlite.edge.contract.errors.FerliteError)."""
 
 from __future__ import annotations
 
-from ferlite.edge.errors import FerliteError
+from ferlite.edge.contract.errors import FerliteError
 
 
 class ConversionError(FerliteError):

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ferlite.edge.runner import ModelRunner
+from ferlite.edge.algorithm.runner import ModelRunner
 
 from .tflite import model_input
 

@@ -8,7 +8,7 @@ Never imports TensorFlow: it runs on a Raspberry Pi with only numpy, OpenCV and 
 
 Photos to try it on ship inside the package: `DEMO_DIR / "astronaut.jpg"`, or all of them, `demo_photos()`.
 `__version__` is the installed distribution's version (`ferlite` itself is a namespace package of three
-folders and has none; see ferlite.edge.version).
+folders and has none; see ferlite.edge.contract.version).
 
 Every name that needs numpy or OpenCV (Recognizer, recognize, draw_result, the result types,
 preprocess_face(s)) loads on first use (a module `__getattr__`, as rich does), so that `import ferlite.edge`
@@ -25,26 +25,28 @@ from typing import TYPE_CHECKING, Any
 from .contract import DEFAULT_MARGIN, INPUT_SIZE, LABELS, PREPROCESS_VERSION
 
 if TYPE_CHECKING:  # what mypy sees; at run time __getattr__ imports each on first use
-    from .annotate import draw_result
-    from .api import Recognizer, recognize
-    from .errors import FerliteError, InputError
-    from .pipeline import FaceResult, FrameResult, TrackEvent, frame_to_json
-    from .preprocess import preprocess_face, preprocess_faces
+    from .algorithm.pipeline import FaceResult, FrameResult, TrackEvent, frame_to_json
+    from .apps.annotate import draw_result
+    from .contract.errors import FerliteError, InputError
+    from .contract.preprocess import preprocess_face, preprocess_faces
+    from .runtime.api import Recognizer, recognize
+    from .runtime.feed import iterate_messages
 
     __version__: str
 
-_LAZY = {  # name -> the module (in this package) that defines it
-    "preprocess_face": "preprocess",
-    "preprocess_faces": "preprocess",
-    "Recognizer": "api",
-    "recognize": "api",
-    "draw_result": "annotate",
-    "FaceResult": "pipeline",
-    "FrameResult": "pipeline",
-    "TrackEvent": "pipeline",
-    "frame_to_json": "pipeline",
-    "FerliteError": "errors",
-    "InputError": "errors",
+_LAZY = {  # name -> the module (under this package) that defines it
+    "preprocess_face": "contract.preprocess",
+    "preprocess_faces": "contract.preprocess",
+    "Recognizer": "runtime.api",
+    "recognize": "runtime.api",
+    "draw_result": "apps.annotate",
+    "FaceResult": "algorithm.pipeline",
+    "FrameResult": "algorithm.pipeline",
+    "TrackEvent": "algorithm.pipeline",
+    "frame_to_json": "algorithm.pipeline",
+    "FerliteError": "contract.errors",
+    "InputError": "contract.errors",
+    "iterate_messages": "runtime.feed",
 }
 
 
@@ -63,7 +65,7 @@ def demo_photos() -> list[Path]:
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":  # read from the installed metadata on first use (importlib.metadata costs ms)
-        from .version import package_version
+        from .contract.version import package_version
 
         value: Any = package_version()
         globals()[name] = value
@@ -91,6 +93,7 @@ __all__ = [
     "demo_photos",
     "draw_result",
     "frame_to_json",
+    "iterate_messages",
     "preprocess_face",
     "preprocess_faces",
     "recognize",

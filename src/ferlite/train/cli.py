@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ferlite.edge.contract import INPUT_SIZE, LABELS, PREPROCESS_VERSION
-from ferlite.edge.errors import FerliteError, UsageError
+from ferlite.edge.contract.errors import FerliteError, UsageError
 
 from .config import TrainConfig, check_files, default_cache, load_config, read_command_line, resumed
 from .data import DataSource
@@ -229,7 +229,7 @@ def run(config: TrainConfig) -> int:
 
 
 def _write_test_subjects(path: Path, prepared: Any) -> None:
-    from ferlite.edge.atomic import atomic_write
+    from ferlite.edge.contract.atomic import atomic_write
 
     subjects = sorted({s.subject for s, side in zip(prepared.samples, prepared.sides, strict=True)
                        if side == "test" and s.subject})
@@ -254,7 +254,7 @@ def _measure_framing(prepared: Any, seed: int) -> dict[str, Any]:
 
 
 def _write_run_file(config: TrainConfig, prepared: Any, framing: dict[str, Any]) -> None:
-    from ferlite.edge.atomic import atomic_write
+    from ferlite.edge.contract.atomic import atomic_write
 
     info = {
         "options": config.options(),
@@ -332,7 +332,7 @@ def _device_summary(devices: Any) -> dict[str, Any]:
 
 def _record_devices(out: Path, devices: Any) -> None:
     """run.json says which backend and devices trained (a resumed run lists each one in turn)."""
-    from ferlite.edge.atomic import atomic_write
+    from ferlite.edge.contract.atomic import atomic_write
 
     path = out / RUN_FILE
     info = json.loads(path.read_text())

@@ -10,10 +10,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ferlite.edge import settings
-from ferlite.edge.errors import ConfigError, UsageError
-from ferlite.edge.settings import LOG_LEVELS, refuse_unknown, setting
-from ferlite.edge.version import version_text
+from ferlite.edge.contract import settings
+from ferlite.edge.contract.errors import ConfigError, UsageError
+from ferlite.edge.contract.settings import LOG_LEVELS, refuse_unknown, setting
+from ferlite.edge.contract.version import version_text
 
 SPLIT_MODES = ("subject", "random")
 SELECT_MODES = ("accuracy", "dataset-mean")

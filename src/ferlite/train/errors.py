@@ -1,8 +1,8 @@
-"""fer-train's errors, under ferlite's one root (ferlite.edge.errors.FerliteError)."""
+"""fer-train's errors, under ferlite's one root (ferlite.edge.contract.errors.FerliteError)."""
 
 from __future__ import annotations
 
-from ferlite.edge.errors import ConfigError, FerliteError, UsageError
+from ferlite.edge.contract.errors import ConfigError, FerliteError, UsageError
 
 
 class DataError(FerliteError, ValueError):

@@ -23,10 +23,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ferlite.edge.atomic import atomic_write
+from ferlite.edge.algorithm.detector import HaarDetector
 from ferlite.edge.contract import DEFAULT_MARGIN, INPUT_SIZE, PREPROCESS_VERSION
-from ferlite.edge.detector import HaarDetector
-from ferlite.edge.preprocess import preprocess_face
+from ferlite.edge.contract.atomic import atomic_write
+from ferlite.edge.contract.preprocess import preprocess_face
 
 log = logging.getLogger(__name__)
 

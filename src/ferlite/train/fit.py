@@ -16,8 +16,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import LABELS
+from ferlite.edge.contract.atomic import atomic_write
 
 from .backend import Devices, distribution, engine, find_devices
 from .config import DEFAULTS

@@ -19,8 +19,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ferlite.edge.algorithm.detector import Detector, HaarDetector
 from ferlite.edge.contract import DEFAULT_MARGIN
-from ferlite.edge.detector import Detector, HaarDetector
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import INPUT_SIZE, LABELS, PREPROCESS_VERSION
-from ferlite.edge.errors import FileRefusedError
-from ferlite.edge.preprocess import resize_face, shrink_to_face_size, to_gray
-from ferlite.edge.settings import read_bytes
+from ferlite.edge.contract.atomic import atomic_write
+from ferlite.edge.contract.errors import FileRefusedError
+from ferlite.edge.contract.files import read_bytes
+from ferlite.edge.contract.preprocess import resize_face, shrink_to_face_size, to_gray
 
 from .data import DataSource, Sample
 from .errors import DataError

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import LABELS
+from ferlite.edge.contract.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 

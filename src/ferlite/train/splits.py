@@ -15,8 +15,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import LABELS
+from ferlite.edge.contract.atomic import atomic_write
 
 from .config import DEFAULTS, SPLIT_MODES
 from .data import Sample

@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferlite.edge.atomic import atomic_write
 from ferlite.edge.contract import INPUT_SIZE, LABELS
+from ferlite.edge.contract.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from ferlite.edge.native import native_stderr_to_log
+from ferlite.edge.algorithm.native import native_stderr_to_log
 
 log = logging.getLogger(__name__)
 

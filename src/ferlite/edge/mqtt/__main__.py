@@ -1,7 +1,0 @@
-"""`python -m ferlite.edge.mqtt`: fer-mqtt."""
-
-import sys
-
-from .app import main
-
-sys.exit(main())
