@@ -228,7 +228,7 @@ def test_settings_by_keyword_or_config_and_bad_ones_refused(tiny_model):
         assert rec.config.min_size == 60 and rec.config.smooth_window == 1
         assert rec.model_path == tiny_model
         settings = rec._video.settings  # the pipeline it built
-        assert settings.temporal and settings.edge.flip and settings.edge.min_size == 60
+        assert settings.temporal and settings.flip and settings.detect.min_size == 60
         assert settings.margin == rec.spec.margin and settings.face_size == rec.spec.face_size
         assert not rec._stills.settings.temporal
     with Recognizer(tiny_model, margin=0.3) as rec:

@@ -17,7 +17,7 @@ from ferlite.edge.contract.errors import SourceOpenError, StartupError
 from ferlite.edge.runtime.api import assemble
 from ferlite.edge.runtime.config import EdgeConfig
 from ferlite.edge.runtime.loop import LoopStats
-from ferlite.edge.runtime.sources import ReopeningSource, open_reopening
+from ferlite.edge.runtime.sources import InputSettings, ReopeningSource, open_reopening
 from ferlite.edge.runtime.testing import ReplaySource
 
 # The daemon's own requests (flags the signal handlers set; nothing is installed unless install() is called).
@@ -70,7 +70,7 @@ def test_a_reopen_asked_for_while_a_folder_waits_ends_the_wait_and_reopens_it(tm
     folder.mkdir()
     (folder / "a.png").write_bytes(b"junk")
     asked = Asked()
-    source = open_reopening(str(folder), asked, loop=True, reopen=(30.0, 60.0))
+    source = open_reopening(str(folder), asked, InputSettings(loop=True, reopen_initial_s=30.0, reopen_max_s=60.0))
 
     def sighup():
         cv2.imwrite(str(folder / "b.png"), np.zeros((8, 8, 3), np.uint8))
@@ -87,7 +87,7 @@ def test_a_reopen_asked_for_while_a_folder_waits_ends_the_wait_and_reopens_it(tm
 def test_sources_say_whether_frames_follow_each_other_and_a_recordings_rate(tmp_path, astronaut):
     folder = _photos(tmp_path / "photos")
     (folder / "broken.png").write_bytes(b"not an image")
-    with open_reopening(str(folder), Asked(), loop=True) as photos:
+    with open_reopening(str(folder), Asked(), InputSettings(loop=True)) as photos:
         first, second = photos.read(), photos.read()
         assert not photos.temporal and photos.fps is None
         assert photos.skipped == 1  # broken.png, sorted first

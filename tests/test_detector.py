@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import place_face
 
-from ferlite.edge.algorithm.detector import DETECTORS, NEAR_NEIGHBORS, HaarDetector, make_detector
+from ferlite.edge.algorithm.detector import DETECTORS, NEAR_NEIGHBORS, DetectSettings, HaarDetector, make_detector
 from ferlite.edge.algorithm.detector_alt2 import HaarAlt2Detector
 from ferlite.edge.algorithm.pipeline import Pipeline, PipelineConfig
 from ferlite.edge.algorithm.sweep import PyramidCost
@@ -28,7 +28,7 @@ class _Uniform:
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))
 def test_every_registered_detector_is_built_by_its_name_and_finds_a_real_face(name, astronaut):
-    detector = make_detector(EdgeConfig(detector=name))
+    detector = make_detector(DetectSettings(detector=name))
     assert detector.name == name  # the name a spec's framing carries is the one config selects
     assert detector.smallest_face == detector.cost.smallest
     assert detector.cost.levels(detector.smallest_face, 200)[0] == detector.smallest_face
@@ -37,7 +37,7 @@ def test_every_registered_detector_is_built_by_its_name_and_finds_a_real_face(na
 
 
 def test_alt2_is_its_own_cascade_with_its_own_window_and_cost():
-    alt2, haar = make_detector(EdgeConfig(detector="haar-alt2")), make_detector(EdgeConfig())
+    alt2, haar = make_detector(DetectSettings(detector="haar-alt2")), make_detector(DetectSettings())
     assert type(alt2) is HaarAlt2Detector and type(haar) is HaarDetector
     assert alt2.path.name == "haarcascade_frontalface_alt2.xml"
     assert (alt2.smallest_face, haar.smallest_face) == (20, 24)  # read from the cascade files
@@ -46,8 +46,8 @@ def test_alt2_is_its_own_cascade_with_its_own_window_and_cost():
 
 @pytest.mark.parametrize(("name", "smallest"), [("haar", 24), ("haar-alt2", 20)])
 def test_pipeline_searches_down_to_the_detectors_smallest_face_with_its_cost_model(name, smallest):
-    detector = make_detector(EdgeConfig(detector=name))
-    pipeline = Pipeline(detector, _Uniform(), PipelineConfig(edge=EdgeConfig(min_size=1, detector=name)))
+    detector = make_detector(DetectSettings(detector=name))
+    pipeline = Pipeline(detector, _Uniform(), PipelineConfig(detect=DetectSettings(min_size=1, detector=name)))
     pipeline.process(np.full((240, 320, 3), 100, np.uint8))
     assert pipeline.tracker.min_size == smallest
     assert pipeline.tracker.new_faces.cost is detector.cost  # the budget rests on this detector's levels
@@ -88,7 +88,7 @@ class _ScriptedFaces:
 def test_any_detector_with_the_protocol_runs_the_pipeline_and_follows_faces_through_detect_near():
     detector = _ScriptedFaces((100, 60, 80, 80))
     frame = np.full((240, 320, 3), 90, np.uint8)
-    pipeline = Pipeline(detector, _Uniform(), PipelineConfig(edge=EdgeConfig(min_size=16)))
+    pipeline = Pipeline(detector, _Uniform(), PipelineConfig(detect=DetectSettings(min_size=16)))
     original = pipeline._small_gray
 
     def keep(gray):

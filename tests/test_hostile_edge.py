@@ -40,7 +40,7 @@ from ferlite.edge.contract.errors import (
     SourceOpenError,
 )
 from ferlite.edge.contract.spec import ModelSpec, read_spec, spec_path_for, write_spec
-from ferlite.edge.runtime.config import EdgeConfig
+from ferlite.edge.runtime.sources import InputSettings
 
 EDGE = [sys.executable, "-m", "ferlite.edge.apps.cli"]
 HOSTILE = ROOT / "tests" / "hostile"
@@ -354,6 +354,7 @@ def test_feed_lines_are_strict_json():
 
 
 def test_frame_failures_are_counted_and_the_loop_goes_on():
+    from ferlite.edge.algorithm.detector import DetectSettings
     from ferlite.edge.algorithm.pipeline import Pipeline, PipelineConfig
     from ferlite.edge.runtime.loop import run_loop
     from ferlite.edge.runtime.sources import Frame
@@ -378,7 +379,7 @@ def test_frame_failures_are_counted_and_the_loop_goes_on():
             return Frame(image=np.zeros((48, 48), np.uint8)) if self.left >= 0 else None
 
     lines: list[bytes] = []
-    pipeline = Pipeline(None, Flaky(), PipelineConfig(edge=EdgeConfig(whole_frame=True)))
+    pipeline = Pipeline(None, Flaky(), PipelineConfig(detect=DetectSettings(whole_frame=True)))
     stats = run_loop(Frames(), pipeline, [lines.append], max_frames=5)
     assert stats.frames == 3 and stats.failed == 2 and len(lines) == 3  # max_frames counts failed frames too
     assert [json.loads(line)["frame"] for line in lines] == [0, 1, 2]
@@ -391,7 +392,7 @@ def test_image_turned_into_a_folder_mid_pass_is_skipped(tmp_path):
     from ferlite.edge.runtime.sources import open_source
 
     folder = _gray_images(tmp_path / "f", [100, 110])
-    with open_source(str(folder), loop=True) as source:
+    with open_source(str(folder), InputSettings(loop=True)) as source:
         assert source.read().file == "img_000.png"
         (folder / "img_001.png").unlink()
         (folder / "img_001.png").mkdir()  # after the folder was listed
@@ -419,8 +420,8 @@ def test_video_whose_frames_are_over_the_pixel_cap_is_refused_before_decoding(tm
 
     clip = write_face_video(tmp_path / "big.avi", astronaut, frames=2)  # 640x480
     with pytest.raises(SourceOpenError, match="640x480 pixels, more than max_image_pixels"):
-        open_source(str(clip), max_pixels=640 * 480 - 1)  # a 12000^2 MJPEG took 2.1 GB for 3 frames
-    with open_source(str(clip), max_pixels=640 * 480) as source:
+        open_source(str(clip), InputSettings(max_image_pixels=640 * 480 - 1))  # 12000^2 MJPEG: 2.1 GB for 3 frames
+    with open_source(str(clip), InputSettings(max_image_pixels=640 * 480)) as source:
         assert source.read() is not None
 
 
@@ -633,9 +634,9 @@ def test_model_that_is_a_folder_or_device_says_what_it_is(model, says, capsys, r
 def test_annotate_name_with_nul_is_refused_at_start(name):
     from ferlite.edge.apps.annotate import annotator_for
 
-    source = SimpleNamespace(name="clip.avi", live=False, fps=10.0)
+    source = SimpleNamespace(name="clip.avi", temporal=True, files=(Path("clip.avi"),), folder=None, fps=10.0)
     with pytest.raises(AnnotateError, match="NUL"):
-        annotator_for(SimpleNamespace(annotate=name, fps_limit=None), source, temporal=True)
+        annotator_for(name, source)
 
 
 # ---------------------------------------------------------------- 15. a flapping client cannot starve readers

@@ -19,6 +19,7 @@ from helpers import EDGE, as_nobody, gray_images, one_error_line, run_edge, with
 
 from ferlite.edge.runtime.sources import (
     Frame,
+    InputSettings,
     Picamera2Source,
     ReopeningSource,
     SourceError,
@@ -51,7 +52,7 @@ def test_folder_yields_sorted_images_and_skips_corrupt(tmp_path):
 
 def test_folder_loop_replays(tmp_path):
     _write_images(tmp_path / "f", 2)
-    source = open_source(str(tmp_path / "f"), loop=True)
+    source = open_source(str(tmp_path / "f"), InputSettings(loop=True))
     assert [source.read().file for _ in range(5)] == ["img_0000.png", "img_0001.png"] * 2 + ["img_0000.png"]
 
 
@@ -81,7 +82,7 @@ def test_video_file_source_and_loop(tmp_path):
         while (frame := source.read()) is not None:
             frames.append(frame)
         assert len(frames) == 4 and frames[0].image.shape == (48, 64, 3)
-    looped = open_source(str(path), loop=True)
+    looped = open_source(str(path), InputSettings(loop=True))
     assert sum(looped.read() is not None for _ in range(9)) == 9
     looped.close()
 
@@ -237,7 +238,8 @@ def test_unreadable_pass_backs_off_doubling_and_sees_files_come_back(tmp_path):
     folder = gray_images(tmp_path / "f", 1)
     sleeps: list[float] = []
     waits: list[int] = []
-    source = open_source(str(folder), loop=True, reopen=(0.5, 2.0), on_wait=lambda: waits.append(1))
+    source = open_source(str(folder), InputSettings(loop=True, reopen_initial_s=0.5, reopen_max_s=2.0),
+                         on_wait=lambda: waits.append(1))
     source._sleep = sleeps.append  # record instead of waiting
     assert source.read().file == "img_000.png"
     good = (folder / "img_000.png").read_bytes()
@@ -263,7 +265,8 @@ def test_unreadable_pass_returns_when_asked_to_stop(tmp_path):
     folder.mkdir()
     (folder / "a.jpg").write_bytes(b"junk")
     stop = {"now": False}
-    source = open_source(str(folder), loop=True, reopen=(30.0, 60.0), should_stop=lambda: stop["now"])
+    source = open_source(str(folder), InputSettings(loop=True, reopen_initial_s=30.0, reopen_max_s=60.0),
+                         should_stop=lambda: stop["now"])
     threading.Timer(0.3, lambda: stop.update(now=True)).start()
     started = time.monotonic()
     assert within(10, source.read) is None

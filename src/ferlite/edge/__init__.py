@@ -22,7 +22,7 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .contract import DEFAULT_MARGIN, INPUT_SIZE, LABELS, PREPROCESS_VERSION
+from .contract import DEFAULT_MARGIN, DEMO_DIR, INPUT_SIZE, LABELS, PREPROCESS_VERSION
 
 if TYPE_CHECKING:  # what mypy sees; at run time __getattr__ imports each on first use
     from .algorithm.pipeline import FaceResult, FrameResult, TrackEvent, frame_to_json
@@ -50,8 +50,6 @@ _LAZY = {  # name -> the module (under this package) that defines it
 }
 
 
-# The photos shipped inside the package (package data, so they are there after any `pip install`).
-DEMO_DIR = Path(__file__).resolve().parent / "demo"
 _DEMO_SUFFIXES = (".jpg", ".png")
 
 

@@ -1,29 +1,39 @@
 """The detector seam: what the pipeline asks of a face detector, the registry of detectors, and the
 default one, OpenCV's Haar frontal-face cascade (found wherever the installed OpenCV keeps it).
 
-A detector is one module: a class with what `Detector` lists and a `from_config(config)` that builds
-it from an EdgeConfig, registered in DETECTORS under the name `detector = "..."` selects. Its own
-settings, if it has any, are EdgeConfig fields. Nothing else names a detector: the pipeline, the
+A detector is one module: a class with what `Detector` lists and a `from_config(settings)` that builds
+it from the DetectSettings below, registered in DETECTORS under the name `detector = "..."` selects. Its
+own settings, if it has any, are DetectSettings fields. Nothing else names a detector: the pipeline, the
 new-face search (sweep.py, through the detector's `cost`) and training's framing use this protocol.
+
+DetectSettings (the [detect] table of fer-edge's config) are the detection settings, beside the code that
+reads them; EdgeConfig derives from them, and the pipeline is handed `DetectSettings.of(config)`.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-from ..contract.errors import DetectorError
+from ..contract import settings
+from ..contract.errors import ConfigError, DetectorError
 from ..contract.files import opencv_path
 from ..contract.preprocess import Box, to_gray
-from .sweep import DEFAULT_SCALE_FACTOR, PyramidCost, SearchCost
-
-if TYPE_CHECKING:
-    from ..runtime.config import EdgeConfig
+from ..contract.settings import setting
+from .sweep import (
+    DEFAULT_BUDGET,
+    DEFAULT_COOLDOWN,
+    DEFAULT_REFRESH_EVERY,
+    DEFAULT_SCALE_FACTOR,
+    PyramidCost,
+    SearchCost,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +58,37 @@ _SYSTEM_CASCADE_DIRS = ("/usr/share/opencv4/haarcascades", "/usr/share/opencv/ha
 # near its size, so fewer windows can agree on it.
 ROI_TARGETS = (32, 48)
 NEAR_NEIGHBORS = 3
+
+
+# Ranges are inclusive. Past them a setting is a typo or a hostile value that would crash or stall the
+# daemon later (OpenCV takes C ints).
+@dataclass(frozen=True)
+class DetectSettings(settings.Settings):
+    """How faces are found: which detector, its settings, and how the search for new faces in video is
+    spread over frames (sweep.py)."""
+
+    whole_frame: bool = setting(False, "no detection: the whole frame is one face", group="detect")
+    detector: str = setting(DEFAULT_DETECTOR, "face detector (a model's spec names the one its framing was measured "
+                            "with)", choices=tuple(DETECTORS), group="detect")
+    scale_factor: float = setting(DEFAULT_SCALE_FACTOR, "Haar pyramid step (a factor of 1.0 never leaves the "
+                                  "first scale)", low=1.0, above=True, high=3.0, group="detect")
+    min_neighbors: int = setting(DEFAULT_MIN_NEIGHBORS, "Haar hits needed to call a face", low=1, high=100,
+                                 group="detect")
+    # Pixels of the frame the user gave (Haar sees 24 px at best on the detect frame).
+    min_size: int = setting(DEFAULT_MIN_SIZE, "smallest face looked for, in pixels", low=1, high=16384,
+                            group="detect")
+    # Shrinking pays only when min_size >= ~96: below twice the cascade's 24 px window OpenCV steps 2 px at a
+    # time, and small faces are lost.
+    detect_width: int = setting(0, "detect on the frame scaled to this width (0: as given)", low=0, high=16384,
+                                group="detect")
+    # Known faces are followed every frame. The name is kept from when it spaced whole-frame searches.
+    full_detect_every: int = setting(DEFAULT_COOLDOWN, "video: a region that keeps changing is searched for new "
+                                     "faces at most every N frames", low=1, high=10_000, group="detect")
+    search_budget: float = setting(DEFAULT_BUDGET, "at most this share of a whole-frame search per frame for new "
+                                   "faces", low=0.005, high=1.0,  # 0: a frame could never search anything
+                                   group="detect")
+    refresh_every: int = setting(DEFAULT_REFRESH_EVERY, "video: every N frames all of the picture is searched "
+                                 "again", low=1, high=1_000_000, group="detect")
 
 
 class Detector(Protocol):
@@ -81,20 +122,18 @@ class Detector(Protocol):
         ...
 
 
-def make_detector(config: EdgeConfig) -> Detector:
-    """The detector `config.detector` names, built from the config.
+def make_detector(detect: DetectSettings) -> Detector:
+    """The detector `detect.detector` names, built from the detection settings.
 
     Raises:
         DetectorError: it cannot be loaded (a missing cascade).
-        ConfigError: not a registered name (EdgeConfig refuses it first).
+        ConfigError: not a registered name (DetectSettings refuses it first).
     """
-    from ..contract.errors import ConfigError
-
-    target = DETECTORS.get(config.detector)
+    target = DETECTORS.get(detect.detector)
     if target is None:
-        raise ConfigError(f"detector must be one of {', '.join(DETECTORS)}, got {config.detector!r}")
+        raise ConfigError(f"detector must be one of {', '.join(DETECTORS)}, got {detect.detector!r}")
     module, _, attr = target.partition(":")
-    detector: Detector = getattr(importlib.import_module(module), attr).from_config(config)
+    detector: Detector = getattr(importlib.import_module(module), attr).from_config(detect)
     return detector
 
 
@@ -138,8 +177,8 @@ class HaarDetector:
         self._cost = PyramidCost(self.window, scale_factor)
 
     @classmethod
-    def from_config(cls, config: EdgeConfig) -> HaarDetector:
-        return cls(config.scale_factor, config.min_neighbors, config.min_size)
+    def from_config(cls, detect: DetectSettings) -> HaarDetector:
+        return cls(detect.scale_factor, detect.min_neighbors, detect.min_size)
 
     @property
     def smallest_face(self) -> int:

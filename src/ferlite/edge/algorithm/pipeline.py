@@ -12,9 +12,8 @@ import numpy as np
 
 from ..contract import DEFAULT_MARGIN, FACE_SIZE, INPUT_SIZE, LABELS
 from ..contract.preprocess import Box, preprocess_faces, to_gray
-from ..runtime.config import EdgeConfig
-from .detector import Detector, scale_box
-from .tracking import FaceTracker, Track, suppress_nested
+from .detector import Detector, DetectSettings, scale_box
+from .tracking import FaceTracker, Track, TrackSettings, suppress_nested
 
 
 class Classifier(Protocol):
@@ -128,20 +127,24 @@ def frame_to_json(
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """What the frame pipeline runs with: the user's settings plus what the model and the source say.
+    """What the frame pipeline runs with: the detection and tracking settings, and what the model and the
+    source say. Never the daemon's whole config: assemble() hands it its parts (DetectSettings.of(config)).
 
     Attributes:
-        edge: detection, tracking and classification settings (EdgeConfig; its `margin` is
-            not read here: `margin` below is the one in force).
+        detect: how faces are found (the detector, its sizes, the new-face search's schedule).
+        track: how faces are followed and their labels smoothed, and how many are classified.
         temporal: frames follow each other (camera, video): track and smooth. False for stills.
         margin: framing of a face crop, from the model's spec unless the config overrides it.
         face_size: the resolution faces pass through, from the model's spec.
+        flip: test-time flip (each face classified with its mirror image).
     """
 
-    edge: EdgeConfig = EdgeConfig()
+    detect: DetectSettings = DetectSettings()
+    track: TrackSettings = TrackSettings()
     temporal: bool = True
     margin: float = DEFAULT_MARGIN
     face_size: int = FACE_SIZE
+    flip: bool = False
 
 
 def classify(classifier: Classifier, faces: np.ndarray, flip: bool = False) -> np.ndarray:
@@ -163,25 +166,25 @@ class Pipeline:
         settings: PipelineConfig,
         input_size: tuple[int, int] = INPUT_SIZE,
     ) -> None:
-        edge = settings.edge
-        if detector is None and not edge.whole_frame:
+        detect, track = settings.detect, settings.track
+        if detector is None and not detect.whole_frame:
             raise ValueError("a detector is needed unless whole_frame is set")
         self.detector = detector
         self.classifier = classifier
         self.settings = settings
-        self.edge = edge
+        self.detect, self.track = detect, track
         self.input_size = input_size
         self._scale = 1.0
         self.tracker = FaceTracker(
             self._detect_region,
-            min_size=edge.min_size,  # rescaled to the detection frame in process()
-            cooldown=edge.full_detect_every,
-            roi_margin=edge.track_margin,
-            max_faces=edge.max_faces,
+            min_size=detect.min_size,  # rescaled to the detection frame in process()
+            cooldown=detect.full_detect_every,
+            roi_margin=track.track_margin,
+            max_faces=track.max_faces,
             near=self._detect_near,
             cost=detector.cost if detector is not None else None,
-            budget=edge.search_budget,
-            refresh_every=edge.refresh_every,
+            budget=detect.search_budget,
+            refresh_every=detect.refresh_every,
         )
 
     def _detect_region(self, gray: np.ndarray, min_size: int, max_size: int | None) -> list[Box]:
@@ -199,7 +202,7 @@ class Pipeline:
 
     def _small_gray(self, gray: np.ndarray) -> np.ndarray:
         width = gray.shape[1]
-        target = self.edge.detect_width
+        target = self.detect.detect_width
         if not target or width <= target:
             self._scale = 1.0
             return gray
@@ -212,11 +215,11 @@ class Pipeline:
         small = self._small_gray(gray)
         boxes = self._detect_region(small, self._detection_min_size(), None)
         boxes = suppress_nested(boxes)  # largest first, no box inside another face's
-        return [scale_box(b, self._scale) for b in boxes[: self.edge.max_faces]]
+        return [scale_box(b, self._scale) for b in boxes[: self.track.max_faces]]
 
     def _detection_min_size(self) -> int:
         """min_size in the pixels of the (possibly shrunk) detection frame."""
-        return max(self.tracker.new_faces.cost.smallest, round(self.edge.min_size / self._scale))
+        return max(self.tracker.new_faces.cost.smallest, round(self.detect.min_size / self._scale))
 
     def faces_below_min_size(self, image: np.ndarray) -> list[Box]:
         """Faces smaller than min_size (down to the detector's smallest face) in a still: the sizes
@@ -243,7 +246,7 @@ class Pipeline:
         gray = to_gray(image)
         height, width = gray.shape[:2]
         events: list[TrackEvent] = []
-        if self.edge.whole_frame:
+        if self.detect.whole_frame:
             boxes: list[Box] = [(0, 0, width, height)]
             tracks: list[Track] = []
         elif not self.settings.temporal:
@@ -253,14 +256,14 @@ class Pipeline:
             small = self._small_gray(gray)
             self.tracker.min_size = self._detection_min_size()
             tracks, appeared, ended = self.tracker.update(small)
-            tracks = tracks[: self.edge.max_faces]
+            tracks = tracks[: self.track.max_faces]
             boxes = [scale_box(t.box, self._scale) for t in tracks]
             events = [TrackEvent("new", i) for i in appeared]
             events += [TrackEvent("end", i) for i in ended]
         detected = time.perf_counter()
         faces = preprocess_faces(gray, boxes, margin=self.settings.margin, size=self.input_size,
                                  face_size=self.settings.face_size)
-        probs = classify(self.classifier, faces, self.edge.flip)
+        probs = classify(self.classifier, faces, self.settings.flip)
         results = [
             self._face_result(box, p, tracks[i] if tracks else None)
             for i, (box, p) in enumerate(zip(boxes, probs, strict=True))
@@ -276,9 +279,9 @@ class Pipeline:
     def _face_result(self, box: Box, probs: np.ndarray, track: Track | None) -> FaceResult:
         raw = {label: float(p) for label, p in zip(LABELS, probs, strict=True)}
         smoothed = probs
-        if track is not None and self.settings.temporal and self.edge.smooth_window > 1:
-            if track.history.maxlen != self.edge.smooth_window:
-                track.history = deque(track.history, maxlen=self.edge.smooth_window)
+        if track is not None and self.settings.temporal and self.track.smooth_window > 1:
+            if track.history.maxlen != self.track.smooth_window:
+                track.history = deque(track.history, maxlen=self.track.smooth_window)
             track.history.append(np.asarray(probs, dtype=np.float32))
             smoothed = np.mean(track.history, axis=0)
         best = int(np.argmax(smoothed))

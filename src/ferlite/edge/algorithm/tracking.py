@@ -7,6 +7,9 @@ frame, so no frame after the first pays for a whole-frame search. A known face n
 region is looked for around where it was, at scales near its size, on the same frame; it
 ends after `keep_missed` frames unseen. The first frame (and a frame of a new size)
 is searched whole.
+
+TrackSettings (the [track] table of fer-edge's config) are the tracking settings, beside the code that reads
+them; EdgeConfig derives from them, and the pipeline is handed `TrackSettings.of(config)`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..contract import settings
 from ..contract.preprocess import Box
+from ..contract.settings import setting
 from .sweep import (
     DEFAULT_BUDGET,
     DEFAULT_COOLDOWN,
@@ -28,11 +33,22 @@ from .sweep import (
     SearchCost,
 )
 
-DEFAULT_MAX_FACES = 8  # most faces followed and classified per frame (EdgeConfig's max_faces too)
-DEFAULT_TRACK_MARGIN = 0.3  # a known face is searched for in its box grown by this share (EdgeConfig's too)
+DEFAULT_MAX_FACES = 8  # most faces followed and classified per frame (TrackSettings' max_faces too)
+DEFAULT_TRACK_MARGIN = 0.3  # a known face is searched for in its box grown by this share (TrackSettings' too)
 MATCH_IOU = 0.2  # boxes overlapping at least this much are the same face
 MERGE_IOU = 0.4  # two tracks whose boxes overlap this much follow one face: one of them ends
 NESTED = 0.7  # a box with this share of its area inside another box is part of that face (an eye)
+
+
+@dataclass(frozen=True)
+class TrackSettings(settings.Settings):
+    """How faces are followed from frame to frame and how their labels are smoothed."""
+
+    track_margin: float = setting(DEFAULT_TRACK_MARGIN, "ROI around a known face, as a fraction of its size",
+                                  low=0.0, high=4.0, group="track")
+    smooth_window: int = setting(5, "frames of scores averaged for a face's label (1: none)", low=1, high=1000,
+                                 group="track")
+    max_faces: int = setting(DEFAULT_MAX_FACES, "most faces classified per frame", low=1, high=256, group="track")
 
 
 # A known face is looked for at sizes this share of its last size (faces grow or shrink slowly).

@@ -22,7 +22,7 @@ from ..algorithm.pipeline import FrameResult
 from ..contract.atomic import atomic_write
 from ..contract.errors import AnnotateError
 from ..contract.files import name_problem, opencv_path
-from ..runtime.sources import IMAGE_SUFFIXES, Frame
+from ..runtime.sources import IMAGE_SUFFIXES, Frame, FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +311,7 @@ def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-def refuse_own_source(target: str | os.PathLike[str], source: Any) -> None:
+def refuse_own_source(target: str | os.PathLike[str], source: FrameSource) -> None:
     """AnnotateError when the annotated output would be written over what the source reads: the video
     itself (its frames still to come), a photo, or into the folder the photos come from. Compared as
     files (device and inode, as os.path.samefile does), so a symbolic or hard link to the source, or
@@ -322,9 +322,9 @@ def refuse_own_source(target: str | os.PathLike[str], source: Any) -> None:
     photo, nor lie in a folder source (the folder is listed again each pass and would read it back).
     """
     target = Path(target)
-    video = getattr(source, "live", True) is False  # a video file (VideoCaptureSource)
-    files = [Path(source.name)] if video else [Path(f) for f in getattr(source, "files", ())]
-    folder = getattr(source, "folder", None)
+    video = source.temporal  # a video file (its own file) or a camera (no file)
+    files = [Path(f) for f in source.files]
+    folder = source.folder
     own = _identity(target)
     if own is not None:
         for file in files:
@@ -343,8 +343,9 @@ def refuse_own_source(target: str | os.PathLike[str], source: Any) -> None:
             raise AnnotateError(f"{target}: annotate: the source folder itself; give another folder")
 
 
-def annotator_for(config: Any, source: Any, temporal: bool) -> VideoAnnotator | ImageAnnotator:
-    """fer-edge's --annotate writer for its config (`annotate`, `fps_limit`) and opened source.
+def annotator_for(target: str, source: FrameSource, fps_limit: float | None = None) -> VideoAnnotator | ImageAnnotator:
+    """fer-edge's --annotate writer: annotated video for a camera or video source, annotated images for
+    photos, written to `target` (the config's `annotate`).
 
     The video's frame rate is `fps_limit` when set, else what the video file or camera reports,
     else DEFAULT_FPS.
@@ -353,9 +354,9 @@ def annotator_for(config: Any, source: Any, temporal: bool) -> VideoAnnotator | 
         AnnotateError: see open_annotator(); also the output would overwrite the source
             (refuse_own_source()).
     """
-    problem = name_problem(config.annotate, opencv=False)
+    problem = name_problem(target, opencv=False)
     if problem is not None:  # a NUL byte: nothing can be compared or opened with it
-        raise AnnotateError(f"{config.annotate!a}: annotate: {problem}")
-    refuse_own_source(config.annotate, source)
-    fps = config.fps_limit or source.fps
-    return open_annotator(config.annotate, stills=not temporal, fps=fps, source_folder=getattr(source, "folder", None))
+        raise AnnotateError(f"{target!a}: annotate: {problem}")
+    refuse_own_source(target, source)
+    fps = fps_limit or source.fps
+    return open_annotator(target, stills=not source.temporal, fps=fps, source_folder=source.folder)

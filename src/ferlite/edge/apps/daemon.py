@@ -200,7 +200,7 @@ def serve(config: EdgeConfig, stop: Signals) -> int:
             from .annotate import AnnotateError, annotator_for
 
             try:
-                on_result = stack.enter_context(annotator_for(config, source.current, source.temporal))
+                on_result = stack.enter_context(annotator_for(config.annotate, source, config.fps_limit))
             except AnnotateError as e:
                 raise StartupError(str(e)) from e
         report: PhotoReport | None = None

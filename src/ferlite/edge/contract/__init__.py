@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 # Fixed order: index i of every model output is LABELS[i].
 LABELS: tuple[str, ...] = ("Angry", "Disgust", "Happy", "Neutral", "Sad", "Surprise")
 INPUT_SIZE: tuple[int, int] = (84, 84)  # (height, width) of the grayscale face the model sees
@@ -18,3 +20,8 @@ FACE_SIZE = 48
 DEFAULT_MARGIN = 0.1
 # Image files every part reads (fer-edge's photo sources, training data sets, calibration folders).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"})
+# What ships inside the package (package data, there after any `pip install`): the pretrained int8 model with
+# its spec, and the demo photos `--source demo` reads.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # ferlite/edge
+SHIPPED_MODEL = PACKAGE_DIR / "models" / "ferlite_int8.tflite"
+DEMO_DIR = PACKAGE_DIR / "demo"

@@ -15,7 +15,11 @@ fer-train:
   per field: a config without any reads and describes exactly as a flat file;
 - `check_files`: every file a config names for reading is a readable regular file (a FIFO is refused,
   not waited on);
-- `describe`: the effective settings as TOML that `load` reads back (grouped settings in their tables).
+- `describe`: the effective settings as TOML that `load` reads back (grouped settings in their tables);
+- parts: a config may be composed of parts that live beside the code reading them (fer-edge's EdgeConfig
+  derives from DetectSettings in the detector, TrackSettings in tracking, InputSettings in sources and
+  FeedSettings in the feed: one flat set of fields, one file, one set of flags); `Part.of(config)` hands
+  that code its part and nothing else.
 
 Standard library only: fer-mqtt and fer-watch import this without numpy or OpenCV.
 """
@@ -98,7 +102,15 @@ class Settings:
         self.check_relations()
 
     def check_relations(self) -> None:
-        """Rules between settings; raise self.error."""
+        """Rules between settings; raise self.error. A part (below) that has some calls
+        super().check_relations() first, so that a config composed of several parts checks them all."""
+
+    @classmethod
+    def of(cls: type[S], config: Settings) -> S:
+        """This part of a config composed of parts (EdgeConfig derives from DetectSettings, TrackSettings,
+        ...): the part's own settings, as the code that reads them takes them. The rules were checked
+        when `config` was made; they are checked again here (microseconds)."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
 
 
 S = TypeVar("S", bound=Settings)

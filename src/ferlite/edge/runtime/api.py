@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from ..algorithm.detector import DETECTORS, Detector, make_detector
+from ..algorithm.detector import DETECTORS, Detector, DetectSettings, make_detector
 from ..algorithm.frames import check_frame
 from ..algorithm.native import check_opencv_environment, set_opencv_threads
 from ..algorithm.pipeline import FaceResult, FrameResult, Pipeline, PipelineConfig, TrackEvent
 from ..algorithm.runner import ModelLoadError, ModelRunner
+from ..algorithm.tracking import TrackSettings
 from ..contract import LABELS
 from ..contract.errors import InputError, SourceError, StartupError
 from ..contract.files import name_problem, utf8_name
@@ -38,6 +39,7 @@ from ..contract.spec import ModelSpec, check_model_input, spec_path_for
 from .config import ConfigError, EdgeConfig, make_config, resolve_model
 from .sources import (
     DEFAULT_MAX_PIXELS,
+    InputSettings,
     ReopeningSource,
     Requests,
     StopOnly,
@@ -68,7 +70,8 @@ def pipeline_settings(config: EdgeConfig, temporal: bool, spec: ModelSpec) -> Pi
     if config.margin is not None and config.margin != spec.margin:
         log.info("margin %.3f from the config overrides the model's %.3f", config.margin, spec.margin)
         margin = config.margin
-    return PipelineConfig(edge=config, temporal=temporal, margin=margin, face_size=spec.face_size)
+    return PipelineConfig(detect=DetectSettings.of(config), track=TrackSettings.of(config), temporal=temporal,
+                          margin=margin, face_size=spec.face_size, flip=config.flip)
 
 
 def build_pipeline(
@@ -79,7 +82,7 @@ def build_pipeline(
     Args:
         config: the settings.
         runner: the loaded model (its spec gives the framing and the input size).
-        detector: the face detector (make_detector(config)); None only with `config.whole_frame`.
+        detector: the face detector (make_detector); None only with `config.whole_frame`.
         temporal: see pipeline_settings().
 
     Returns:
@@ -108,7 +111,7 @@ def load_parts(config: EdgeConfig) -> tuple[ModelRunner, Detector | None]:
     check_model_input(runner.spec, runner.input_dtype.name, spec_path_for(model_path))
     detector = None
     if not config.whole_frame:
-        detector = make_detector(config)
+        detector = make_detector(DetectSettings.of(config))
         warn_framing(config, runner.spec)
     return runner, detector
 
@@ -139,12 +142,7 @@ class Assembly:
         """
         config = self.config
         try:
-            return open_reopening(
-                config.source, requests or StopOnly(), loop=config.loop,
-                size=(config.frame_width, config.frame_height),
-                reopen=(config.reopen_initial_s, config.reopen_max_s),
-                on_wait=on_wait, max_pixels=config.max_image_pixels,
-            )
+            return open_reopening(config.source, requests or StopOnly(), InputSettings.of(config), on_wait)
         except SourceError as e:
             raise StartupError(str(e)) from e
 

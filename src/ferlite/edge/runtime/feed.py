@@ -4,6 +4,9 @@ Everything runs in the caller's thread without blocking: each publish() accepts 
 readers, queues the line for every reader and sends what each socket takes now. A reader
 whose queue grows past its budget has stopped reading and is dropped; it never slows the
 pipeline.
+
+FeedSettings (the [feed] table of fer-edge's config) are the socket's settings, beside the code that reads
+them; EdgeConfig derives from them.
 """
 
 from __future__ import annotations
@@ -13,14 +16,18 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import stat
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..contract.errors import FeedError, InputError
+from ..contract import settings
+from ..contract.errors import ConfigError, FeedError, InputError
+from ..contract.settings import setting, short
 from .backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,40 @@ MAX_PATH_BYTES = 107
 DEFAULT_SOCKET = "/run/ferlite/feed.sock"
 DEFAULT_SOCKET_MODE = 0o660  # owner and group read and write
 DEFAULT_SOCKET_BUFFER = 256 * 1024  # bytes queued per reader before it is dropped
+# Owner read/write required; group read/write allowed; nothing for others, no execute or special bits.
+SOCKET_MODE_REQUIRED = 0o600
+SOCKET_MODE_ALLOWED = 0o660
+_OCTAL = re.compile(r"(?:0o?)?([0-7]{3,4})")
+
+
+def parse_socket_mode(value: Any) -> int:
+    """A TOML socket_mode: an octal string such as "660". A TOML integer is refused: 660 would be
+    read as decimal (mode 1224)."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ConfigError(f'socket_mode must be an octal string such as "660", got {short(value)}')
+    match = _OCTAL.fullmatch(value.strip())
+    if match is None:
+        raise ConfigError(f'socket_mode must be an octal string such as "660", got {short(value)}')
+    return int(match.group(1), 8)
+
+
+def _socket_mode_problem(mode: int) -> str | None:
+    if mode & ~SOCKET_MODE_ALLOWED or mode & SOCKET_MODE_REQUIRED != SOCKET_MODE_REQUIRED:
+        return f"must be within 600..660 octal (owner rw, group at most rw, nothing for others), got {mode:o}"
+    return None
+
+
+@dataclass(frozen=True)
+class FeedSettings(settings.Settings):
+    """The Unix socket the feed is served on, if any."""
+
+    socket: str | None = setting(None, "also serve the feed on this Unix socket", non_empty=True,
+                                 max_bytes=MAX_PATH_BYTES, group="feed")
+    socket_mode: int = setting(DEFAULT_SOCKET_MODE, "the socket's permissions, octal (600..660)",
+                               parse=parse_socket_mode, check=_socket_mode_problem, show=lambda mode: f'"{mode:o}"',
+                               group="feed")
+    socket_buffer: int = setting(DEFAULT_SOCKET_BUFFER, "bytes queued per reader before it is dropped", low=1024,
+                                 high=1 << 30, group="feed")
 
 
 class _Reader:

@@ -4,6 +4,9 @@ caller needs to know of them (name, temporal, fps, skipped).
 read() returns None when a finite source ends and raises SourceError when a live source
 fails (a camera unplugged); ReopeningSource turns such failures into reopen-with-backoff, and
 reopens any source when asked (SIGHUP).
+
+InputSettings (the [input] table of fer-edge's config) are how a source is opened and read, beside the code
+that reads them; EdgeConfig derives from them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 import stat
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -25,15 +28,15 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from ..contract import IMAGE_SUFFIXES
-from ..contract.errors import FileRefusedError, SourceError, SourceOpenError
+from ..contract import DEMO_DIR, IMAGE_SUFFIXES, settings
+from ..contract.errors import ConfigError, FileRefusedError, SourceError, SourceOpenError
 from ..contract.files import name_problem, opencv_path, read_bytes
+from ..contract.settings import setting
 from .backoff import Backoff, stoppable_sleep
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg", ".h264"})
-DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 # The sources' defaults, here once (EdgeConfig's max_image_pixels, frame_width/frame_height and
 # reopen_initial_s/reopen_max_s take them as theirs).
 DEFAULT_MAX_PIXELS = 40_000_000  # an image file whose header says more is skipped unread
@@ -41,6 +44,31 @@ DEFAULT_FRAME_SIZE = (640, 480)  # width, height asked of a camera
 DEFAULT_REOPEN_S = (0.5, 10.0)  # first and longest wait before reopening a failed camera (or re-reading a folder)
 BYTES_PER_PIXEL = 4  # a file larger than max_pixels * this (+ 1 MiB) is no image worth decoding
 MAX_CAMERA_INDEX = 99  # --source N: cameras 0..99 (a larger number: its /dev/videoN)
+
+
+@dataclass(frozen=True)
+class InputSettings(settings.Settings):
+    """How frames are read: how many, how fast, at what size, how a lost camera is reopened."""
+
+    max_frames: int | None = setting(None, "stop after this many frames", low=1, high=2**62, group="input")
+    loop: bool = setting(False, "replay a folder or video forever", group="input")
+    frame_width: int = setting(DEFAULT_FRAME_SIZE[0], "camera sources only: frame width asked for", low=16,
+                               high=16384, group="input")
+    frame_height: int = setting(DEFAULT_FRAME_SIZE[1], "camera sources only: frame height asked for", low=16,
+                                high=16384, group="input")
+    fps_limit: float | None = setting(None, "image/video sources: pace to this rate (default: as fast as possible)",
+                                      low=0.01, high=1000.0, group="input")
+    reopen_initial_s: float = setting(DEFAULT_REOPEN_S[0], "first wait before reopening a failed camera",
+                                      low=0.001, high=3600.0, group="input")
+    reopen_max_s: float = setting(DEFAULT_REOPEN_S[1], "longest wait between reopening attempts", low=0.001,
+                                  high=3600.0, group="input")
+    max_image_pixels: int = setting(DEFAULT_MAX_PIXELS, "image sources: a file whose header says it holds more "
+                                    "pixels is skipped unread", low=64, high=1 << 30, group="input")
+
+    def check_relations(self) -> None:
+        super().check_relations()
+        if self.reopen_max_s < self.reopen_initial_s:
+            raise ConfigError("reopen_initial_s must be <= reopen_max_s")
 
 
 @dataclass(frozen=True)
@@ -61,6 +89,8 @@ class FrameSource(Protocol):
     fps: the rate a recording plays at (a video file); None for a live camera (it paces itself) and
         photos.
     skipped: frames it could not give so far (unreadable photos); 0 for a camera or video.
+    files: the files it reads frames from (a video file, the photos); empty for a camera.
+    folder: the folder it lists again on each pass (a folder source); None otherwise.
     """
 
     name: str
@@ -73,6 +103,12 @@ class FrameSource(Protocol):
 
     @property
     def skipped(self) -> int: ...
+
+    @property
+    def files(self) -> Sequence[Path]: ...
+
+    @property
+    def folder(self) -> Path | None: ...
 
     def read(self) -> Frame | None: ...
 
@@ -134,21 +170,10 @@ def _u16(data: bytes, offset: int, order: str) -> int:
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD9)):  # no length
-            i += 2
-            continue
+    for marker, at, _ in _jpeg_segments(data):
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-            height, width = struct.unpack_from(">HH", data, i + 5)
+            height, width = struct.unpack_from(">HH", data, at + 5)
             return int(width), int(height)
-        i += 2 + _u16(data, i + 2, ">")
     return None
 
 
@@ -258,25 +283,33 @@ def _tiff_orientation(tiff: bytes) -> int:
     return 1
 
 
-def _jpeg_exif(data: bytes) -> bytes | None:
-    """The EXIF block of a JPEG's APP1 "Exif" segment (before its image data), if any."""
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """A JPEG's marker segments before its image data, as (marker, offset of its 0xFF, length after the
+    marker): the one walk for the frame size and the EXIF block. It stops at the start of scan or the end
+    of image, at a byte that is no marker, at the end of the data, and after MAX_SEGMENTS steps."""
     i = 2
     for _ in range(MAX_SEGMENTS):
         if i + 4 > len(data) or data[i] != 0xFF:
-            return None
+            return
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
-        if marker in (0x01, *range(0xD0, 0xD8)):  # no length
+        if marker in (0x01, *range(0xD0, 0xD9)):  # TEM, RSTn, SOI: no length
             i += 2
             continue
-        if marker in (0xD9, 0xDA):  # end of image, start of scan: no EXIF before the pixels
-            return None
+        if marker in (0xD9, 0xDA):  # end of image, start of scan
+            return
         length = _u16(data, i + 2, ">")
-        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\0\0":
-            return data[i + 10 : i + 2 + length]
+        yield marker, i, length
         i += 2 + length
+
+
+def _jpeg_exif(data: bytes) -> bytes | None:
+    """The EXIF block of a JPEG's APP1 "Exif" segment (before its image data), if any."""
+    for marker, at, length in _jpeg_segments(data):
+        if marker == 0xE1 and data[at + 4 : at + 10] == b"Exif\0\0":
+            return data[at + 10 : at + 2 + length]
     return None
 
 
@@ -531,6 +564,7 @@ class VideoCaptureSource(Closing):
 
     temporal = True
     skipped = 0
+    folder: Path | None = None
 
     def __init__(
         self,
@@ -565,6 +599,11 @@ class VideoCaptureSource(Closing):
             )
         self._grabbed: bool | None = None  # video files: whether the next frame is grabbed; None: not tried
         self._index = 0  # video files: frames returned since the video (re)started
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The video file; none for a camera (live)."""
+        return () if self.live else (Path(self.name),)
 
     @property
     def fps(self) -> float | None:
@@ -634,6 +673,8 @@ class Picamera2Source(Closing):
     temporal = True
     fps: float | None = None
     skipped = 0
+    files: tuple[Path, ...] = ()
+    folder: Path | None = None
 
     def __init__(self, size: tuple[int, int] = DEFAULT_FRAME_SIZE, module: Any = None) -> None:
         self.name = "picamera2"
@@ -747,6 +788,14 @@ class ReopeningSource(Closing):
         return self._source.skipped if self._source is not None else self._skipped_before
 
     @property
+    def files(self) -> Sequence[Path]:
+        return self._source.files if self._source is not None else ()
+
+    @property
+    def folder(self) -> Path | None:
+        return self._source.folder if self._source is not None else None
+
+    @property
     def current(self) -> FrameSource | None:
         """The source open now; None while a failed one waits to be reopened."""
         return self._source
@@ -818,50 +867,46 @@ def _picamera2_importable() -> bool:
 
 def open_source(
     spec: str,
-    loop: bool = False,
-    size: tuple[int, int] = DEFAULT_FRAME_SIZE,
-    reopen: tuple[float, float] = DEFAULT_REOPEN_S,
+    settings: InputSettings = InputSettings(),  # noqa: B008 - frozen: one shared default is safe
     should_stop: Callable[[], bool] = lambda: False,
     on_wait: Callable[[], None] = lambda: None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> FrameSource:
-    """auto | demo | picamera2 | /dev/videoN | N | VIDEO FILE | IMAGE | FOLDER; a camera comes in a
-    ReopeningSource (reopened when it fails), a file or folder as it is."""
-    opener, live = source_opener(spec, loop, size, reopen, should_stop, on_wait, max_pixels)
+    """auto | demo | picamera2 | /dev/videoN | N | VIDEO FILE | IMAGE | FOLDER, read as `settings` say; a
+    camera comes in a ReopeningSource (reopened when it fails), a file or folder as it is."""
+    opener, live = source_opener(spec, settings, should_stop, on_wait)
     if live:
-        return ReopeningSource(opener, reopen[0], reopen[1], should_stop=should_stop, on_wait=on_wait)
+        return ReopeningSource(opener, settings.reopen_initial_s, settings.reopen_max_s, should_stop=should_stop,
+                               on_wait=on_wait)
     return opener()
 
 
 def open_reopening(
     spec: str,
     requests: Requests,
-    loop: bool = False,
-    size: tuple[int, int] = DEFAULT_FRAME_SIZE,
-    reopen: tuple[float, float] = DEFAULT_REOPEN_S,
+    settings: InputSettings = InputSettings(),  # noqa: B008 - frozen: one shared default is safe
     on_wait: Callable[[], None] = lambda: None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ReopeningSource:
     """Any source (as open_source() takes it) in the one reopen wrapper: reopened when it fails and
     when `requests` ask for it (fer-edge and fer-preview on SIGHUP)."""
-    opener, _ = source_opener(spec, loop, size, reopen, requests.interrupted, on_wait, max_pixels)
-    return ReopeningSource(opener, reopen[0], reopen[1], on_wait=on_wait, requests=requests)
+    opener, _ = source_opener(spec, settings, requests.interrupted, on_wait)
+    return ReopeningSource(opener, settings.reopen_initial_s, settings.reopen_max_s, on_wait=on_wait,
+                           requests=requests)
 
 
 def source_opener(
     spec: str,
-    loop: bool = False,
-    size: tuple[int, int] = DEFAULT_FRAME_SIZE,
-    reopen: tuple[float, float] = DEFAULT_REOPEN_S,
+    settings: InputSettings,
     should_stop: Callable[[], bool] = lambda: False,
     on_wait: Callable[[], None] = lambda: None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[Callable[[], FrameSource], bool]:
     """What opens the source `spec` names (the spec checked now), and whether it is a camera (live).
 
-    `should_stop`, `on_wait` and `reopen` (the backoff) go to the photo sources, which wait between
+    `should_stop`, `on_wait` and the reopen backoff go to the photo sources, which wait between
     passes that read nothing.
     """
+    loop, max_pixels = settings.loop, settings.max_image_pixels
+    size = (settings.frame_width, settings.frame_height)
+    reopen = (settings.reopen_initial_s, settings.reopen_max_s)
     opener: Callable[[], FrameSource]
     if not spec.strip():
         raise SourceOpenError("source is empty; give auto, demo, a camera, a file or a folder")

@@ -6,6 +6,7 @@ Not used by fer-edge itself; the tests and the soak benchmark drive the frame lo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +23,8 @@ class ReplaySource(Closing):
     temporal = True  # a camera's frames follow each other
     fps: float | None = None  # live: it paces itself
     skipped = 0
+    files: tuple[Path, ...] = ()  # a camera reads no file
+    folder: Path | None = None
 
     def __init__(self, images: Sequence[np.ndarray], name: str = "replay", loop: bool = False,
                  fail_every: int | None = None) -> None:

@@ -37,37 +37,28 @@ def dumps(payload: Mapping[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
 
+class _Topic:
+    """A topic under Topics.base named as the attribute: `state = _Topic()` is `<base>/state`."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, topics: Topics, owner: type | None = None) -> str:
+        return f"{topics.base}/{self.name}"
+
+
 @dataclass(frozen=True)
 class Topics:
+    """Every topic fer-mqtt publishes under `<prefix>/<device_id>` (base)."""
+
     base: str
-
-    @property
-    def availability(self) -> str:
-        return f"{self.base}/availability"
-
-    @property
-    def state(self) -> str:
-        return f"{self.base}/state"
-
-    @property
-    def attributes(self) -> str:
-        return f"{self.base}/attributes"
-
-    @property
-    def frame(self) -> str:
-        return f"{self.base}/frame"
-
-    @property
-    def event(self) -> str:
-        return f"{self.base}/event"
-
-    @property
-    def ha_event(self) -> str:
-        return f"{self.base}/ha_event"
-
-    @property
-    def bridge(self) -> str:
-        return f"{self.base}/bridge"
+    availability = _Topic()
+    state = _Topic()
+    attributes = _Topic()
+    frame = _Topic()
+    event = _Topic()
+    ha_event = _Topic()
+    bridge = _Topic()
 
 
 # --- discovery -----------------------------------------------------------------------------------------
