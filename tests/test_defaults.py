@@ -33,12 +33,14 @@ def test_the_sources_defaults_are_fer_edges():
     config = EdgeConfig()
     assert config.max_image_pixels == sources.DEFAULT_MAX_PIXELS == _default(sources.read_image, "max_pixels")
     assert config.max_image_pixels == _default(sources.ImageFilesSource, "max_pixels")
-    assert config.max_image_pixels == _default(sources.open_source, "max_pixels")
+    # the sources open from InputSettings: their defaults are fer-edge's, field for field
+    assert sources.InputSettings.of(config) == _default(sources.open_source, "settings") == sources.InputSettings()
+    assert _default(sources.open_reopening, "settings") == sources.InputSettings()
     size = (config.frame_width, config.frame_height)
-    assert size == sources.DEFAULT_FRAME_SIZE == _default(sources.open_source, "size")
+    assert size == sources.DEFAULT_FRAME_SIZE
     assert size == _default(sources.Picamera2Source, "size")
     reopen = (config.reopen_initial_s, config.reopen_max_s)
-    assert reopen == sources.DEFAULT_REOPEN_S == _default(sources.open_source, "reopen")
+    assert reopen == sources.DEFAULT_REOPEN_S
     assert reopen == _default(sources.ImageFilesSource, "backoff")
     assert reopen == (_default(sources.ReopeningSource, "initial_s"), _default(sources.ReopeningSource, "max_s"))
 

@@ -46,7 +46,7 @@ from measure import (
     unmatched,
 )
 
-from ferlite.edge.algorithm.detector import DETECTORS, HaarDetector, make_detector
+from ferlite.edge.algorithm.detector import DETECTORS, DetectSettings, HaarDetector, make_detector
 from ferlite.edge.algorithm.runner import ModelRunner
 from ferlite.edge.algorithm.sweep import new_face_bound
 from ferlite.edge.algorithm.tracking import iou
@@ -121,7 +121,8 @@ def run_threads(
     for frames in all_scenes:
         kind = by_kind.setdefault(frames[0].scene, {"baseline": [], "ferlite": []})
         # As fer-edge builds it for a camera.
-        pipelines = {name: build_pipeline(c, runner, make_detector(c), temporal=True) for name, c in configs.items()}
+        pipelines = {name: build_pipeline(c, runner, make_detector(DetectSettings.of(c)), temporal=True)
+                     for name, c in configs.items()}
         waiting: dict[str, tuple[Box, int] | None] = dict.fromkeys(names)
         for index, frame in enumerate(frames):
             turn = index % (len(names) + 1)
