@@ -121,3 +121,13 @@ def test_training_and_conversion_import_only_the_contract_and_the_algorithm():
                 for package in ("train", "convert") for path in sorted((src / package).rglob("*.py"))
                 for module in sorted(_edge_imports(path, EDGE)) if _layer(module) in ("runtime", "apps")]
     assert problems == []
+
+
+def test_the_layout_in_the_docs_names_every_module_of_the_edge():
+    """docs/development.md's layout is the tree: every module under edge/ is named in it, and every folder."""
+    text = (EDGE.parents[2] / "docs" / "development.md").read_text(encoding="utf-8")
+    layout = text.split("## Layout", 1)[1].split("```")[1]
+    missing = [str(path.relative_to(EDGE)) for path in sorted(EDGE.rglob("*.py"))
+               if path.name not in layout and path.name != "__init__.py"]
+    missing += [f"{folder}/" for folder in (*LAYERS, "mqtt") if f"{folder}/" not in layout]
+    assert missing == []
