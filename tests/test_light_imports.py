@@ -72,3 +72,21 @@ def test_the_lazy_names_still_load_on_first_use():
             "else:\n"
             "    raise AssertionError('no AttributeError')")
     assert "cv2" in _loaded_after(code)
+
+
+def test_fer_edge_running_carries_no_random_generators_openssl_or_package_metadata(tiny_model):
+    """fer-edge's start-up (flags, config, model load with its probe pictures, detector, a frame) leaves out
+    numpy.random (with hashlib's OpenSSL, ~6 MB of RSS: the probe's noise picture once pulled it in) and
+    importlib.metadata (~1.5 MB: --version read it on every start); the peak RSS bench measures them."""
+    code = ("import sys\n"
+            "from ferlite.edge.apps.cli import build_parser\n"
+            "from ferlite.edge.runtime.config import make_config\n"
+            "from ferlite.edge.runtime.api import assemble\n"
+            "args = build_parser().parse_args(['--source', 'demo'])\n"
+            f"parts = assemble(make_config({{'model': {str(tiny_model)!r}}}))\n"
+            "import cv2\nfrom ferlite.edge import DEMO_DIR\n"
+            "parts.pipeline(temporal=True).process(cv2.imread(str(DEMO_DIR / 'astronaut.jpg')))\n"
+            "print('\\n'.join(m for m in ('numpy.random', '_hashlib', 'importlib.metadata') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == []

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ferlite.edge.contract.errors import UsageError
-from ferlite.edge.contract.version import version_text
+from ferlite.edge.contract.version import VersionAction
 
 from .errors import AgreementError
 
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     kind.add_argument("--float32", dest="quantization", action="store_const", const="float32",
                       help="plain float32 instead of int8")
     p.add_argument("--log-level", default="INFO", help="DEBUG (shows TensorFlow's own output) | INFO | WARNING")
-    p.add_argument("--version", action="version", version=version_text("fer-convert"))
+    p.add_argument("--version", action=VersionAction, prog="fer-convert")
     p.set_defaults(quantization="int8")
     return p
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from ferlite.edge.contract import settings
 from ferlite.edge.contract.errors import ConfigError, UsageError
 from ferlite.edge.contract.settings import LOG_LEVELS, refuse_unknown, setting
-from ferlite.edge.contract.version import version_text
+from ferlite.edge.contract.version import VersionAction
 
 SPLIT_MODES = ("subject", "random")
 SELECT_MODES = ("accuracy", "dataset-mean")
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,  # only what was typed overrides the config file
     )
-    p.add_argument("--version", action="version", version=version_text("fer-train"))
+    p.add_argument("--version", action=VersionAction, prog="fer-train")
     p.add_argument("--config", dest="config_file", metavar="FILE",
                    help="TOML file; its keys mirror these flags (flags win, list flags add)")
     g = p.add_argument_group("data")

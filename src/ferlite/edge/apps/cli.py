@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from ..algorithm.detector import DEFAULT_DETECTOR, DETECTORS
-from ..contract.version import version_text
+from ..contract.version import VersionAction
 from . import daemon
 
 
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", metavar="json|csv",
                    help="results on stdout: JSON lines (default) or CSV, one row per face (the socket stays JSON)")
     p.add_argument("--log-level", help="DEBUG | INFO | WARNING | ERROR")
-    p.add_argument("--version", action="version", version=version_text("fer-edge"))
+    p.add_argument("--version", action=VersionAction, prog="fer-edge")
     return p
 
 

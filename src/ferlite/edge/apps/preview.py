@@ -32,7 +32,7 @@ import numpy as np
 from ..algorithm.native import open_closed_stderr, set_opencv_threads
 from ..algorithm.pipeline import FrameResult
 from ..contract.errors import FerliteError, StartupError
-from ..contract.version import version_text
+from ..contract.version import VersionAction
 from ..runtime.api import assemble
 from ..runtime.config import ConfigError, EdgeConfig, load_config
 from ..runtime.loop import run_loop
@@ -528,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-faces", type=int, help="most faces classified per frame")
     add_detection_flags(p)
     p.add_argument("--log-level", help="DEBUG | INFO | WARNING | ERROR")
-    p.add_argument("--version", action="version", version=version_text("fer-preview"))
+    p.add_argument("--version", action=VersionAction, prog="fer-preview")
     p.add_argument("--bind", default=DEFAULT_BIND, metavar="HOST:PORT",
                    help=f"where to serve the page (default {DEFAULT_BIND}; another address only when given)")
     p.add_argument("--quality", type=int, default=80, help="JPEG quality of the stream, 10..100 (default 80)")

@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from ..contract.errors import FeedError
-from ..contract.version import version_text
+from ..contract.version import VersionAction
 from ..runtime.feed import DEFAULT_SOCKET, finite_number, iterate_messages
 
 EXIT_OK = 0
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--summary", action="store_true", help="one short line per frame instead of JSON")
     parser.add_argument("--timeout", type=_positive_seconds, default=None, metavar="S",
                         help="exit 1 when no line comes for S seconds (default: wait for ever)")
-    parser.add_argument("--version", action="version", version=version_text("fer-watch"))
+    parser.add_argument("--version", action=VersionAction, prog="fer-watch")
     args = parser.parse_args(argv)
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from ...contract.errors import FeedError
-from ...contract.version import version_text
+from ...contract.version import VersionAction
 from ...runtime.feed import check_socket_path
 from .broker import SHUTDOWN_FLUSH_S, BrokerLink
 from .config import (
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-rate", type=float, help="frame summaries per second at most (0: none)")
     p.add_argument("--qos", type=int, help="MQTT QoS 0, 1 or 2 (default 1)")
     p.add_argument("--log-level", help="DEBUG | INFO | WARNING | ERROR")
-    p.add_argument("--version", action="version", version=version_text("fer-mqtt"))
+    p.add_argument("--version", action=VersionAction, prog="fer-mqtt")
     return p
 
 
