@@ -685,9 +685,56 @@ def test_accepting_per_message_is_bounded(tmp_path):
             clients.append(client)
         feed.publish(b"{}\n")
         assert feed.reader_count == feed_module.MAX_ACCEPTS_PER_PUBLISH  # the rest wait for the next messages
-        assert listener.calls <= feed_module.MAX_ACCEPT_CALLS_PER_PUBLISH
+        assert listener.calls <= feed_module.FULL_DRAIN_CALLS
         for _ in range(20):
             feed.publish(b"{}\n")
         assert feed.reader_count == 200
         for client in clients:
             client.close()
+
+
+def test_a_flood_of_dead_connections_costs_a_few_accepts_a_message_and_a_reader_behind_it_gets_in(
+        tmp_path, monkeypatch):
+    """A client connecting and disconnecting without pause keeps the backlog full of dead connections: most
+    messages go through MAX_ACCEPT_CALLS_PER_PUBLISH of them (the frame rate stays), one every
+    FULL_DRAIN_EVERY_S through the whole backlog (a reader queued behind them is not starved)."""
+    import ferlite.edge.runtime.feed as feed_module
+
+    path = tmp_path / "feed.sock"
+    clock = [0.0]  # the feed's time.monotonic(): 10 messages a second
+    monkeypatch.setattr(feed_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+
+    def flood(count: int) -> None:
+        for _ in range(count):
+            flapper = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            flapper.connect(str(path))
+            flapper.close()
+
+    with feed_module.SocketFeed(path) as feed:
+        calls = [0]
+        accept = feed._listener.accept
+
+        def counted():
+            calls[-1] += 1
+            return accept()
+
+        feed._listener = SimpleNamespace(accept=counted, close=feed._listener.close)
+        feed.publish(b'{"frame": 0}\n')  # the first message goes through the whole (empty) backlog
+        flood(feed_module.LISTEN_BACKLOG - 5)
+        reader = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        reader.settimeout(5)
+        reader.connect(str(path))  # behind 251 dead connections
+        frame = 0
+        while feed.reader_count == 0 and frame < 20:
+            frame += 1
+            clock[0] += 0.1
+            calls.append(0)
+            feed.publish(b'{"frame": %d}\n' % frame)
+            flood(feed_module.MAX_ACCEPT_CALLS_PER_PUBLISH)  # the flood refills what each message took
+        # taken by the first message FULL_DRAIN_EVERY_S (0.25 s) after the last full one: the third; the cheap
+        # messages alone (32 calls each) would have needed eight
+        assert frame == 3, calls
+        assert reader.recv(100) == b'{"frame": 3}\n'  # it gets the message that took it in
+        assert calls[1:3] == [feed_module.MAX_ACCEPT_CALLS_PER_PUBLISH] * 2
+        assert calls[3] <= feed_module.FULL_DRAIN_CALLS
+        reader.close()
