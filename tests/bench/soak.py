@@ -342,7 +342,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["daemon_exit_code"] = child.returncode
     report["daemon_log_tail"] = err.decode(errors="replace").splitlines()[-5:]
     report.update(rss_after_warmup(daemon.get("rss_kb", {}), warmup=2 * args.block))
-    report["settings"] = {k: str(v) for k, v in vars(args).items()}
+    report["settings"] = {k: str(v) for k, v in vars(args).items() if k != "out"}  # where it is written: no setting
     return report
 
 
