@@ -38,7 +38,7 @@ class Framing:
     center_y: float
     faces: int  # crops searched
     found: int  # crops where Haar found a face
-    detector: str = HaarDetector.name  # the detector measured with (edge.detector.DETECTORS)
+    detector: str = HaarDetector.name  # the detector measured with (edge.algorithm.detector.DETECTORS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

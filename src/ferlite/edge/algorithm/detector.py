@@ -46,7 +46,7 @@ DETECTORS: dict[str, str] = {
 DEFAULT_DETECTOR = "haar"
 
 CASCADE_NAME = "haarcascade_frontalface_default.xml"
-# The detector's defaults, written once: EdgeConfig and training's face decoder take them from here.
+# The detector's defaults, written once: DetectSettings and training's face decoder take them from here.
 DEFAULT_MIN_NEIGHBORS = 5
 DEFAULT_MIN_SIZE = 48  # px of the frame given; smaller faces are too few pixels for the 48 px model input
 # Debian's python3-opencv has no cv2.data; its cascades live here.

@@ -33,7 +33,7 @@ import numpy as np
 from ..contract.preprocess import Box
 
 Detect = Callable[[np.ndarray, int, int | None], list[Box]]  # (gray, min_size, max_size)
-# The search's defaults, written once: EdgeConfig (full_detect_every, search_budget, refresh_every)
+# The search's defaults, written once: DetectSettings (full_detect_every, search_budget, refresh_every)
 # and FaceTracker take them from here.
 DEFAULT_SCALE_FACTOR = 1.1  # the cascade pyramid's step (PyramidCost's and the detectors' default)
 DEFAULT_COOLDOWN = 5

@@ -43,7 +43,7 @@ class ModelSpec:
     input_size: tuple[int, int] = INPUT_SIZE
     preprocess_version: int = PREPROCESS_VERSION
     margin: float = DEFAULT_MARGIN  # growth per side of a detector box that frames faces as in training
-    # The detector (edge.detector.DETECTORS) the margin was measured with; specs before it: Haar's.
+    # The detector (edge.algorithm.detector.DETECTORS) the margin was measured with; specs before it: Haar's.
     framing_detector: str = "haar"
     face_size: int = FACE_SIZE  # faces shrink to this resolution before input_size (0: never)
     quantization: str = "int8"

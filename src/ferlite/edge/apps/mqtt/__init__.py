@@ -17,8 +17,8 @@ The modules, one responsibility each:
   broker.py     the broker thread (BrokerLink, the paho client)
   feed.py       the feed thread (FeedReader, the socket reader)
   app.py        the command: flags, the checks at start, run() and the exit status
-Home Assistant's side (topics, discovery payloads, the calm expression, the throttles) is in ../ha.py, the
-settings in ../mqtt_config.py.
+  config.py     the settings (MqttConfig)
+  ha.py         Home Assistant's side: topics, discovery payloads, the calm expression, the throttles
 
 While the broker is away the outbox keeps at most `buffer_summaries` frame summaries and `buffer_events`
 events, dropping the oldest of each and counting what it dropped; retained topics keep only their latest
