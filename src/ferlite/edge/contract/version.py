@@ -1,8 +1,8 @@
 """The installed ferlite's version, for `--version` and `ferlite.edge.__version__`.
 
 `ferlite` itself is a namespace package (ferlite.edge, ferlite.train and ferlite.convert are the folders
-edge/, train/ and convert/ of one distribution, mapped by pyproject.toml's package-dir), so it has no
-`__init__.py` to carry a `__version__`: the version lives here, read from the installed distribution's
+src/ferlite/edge/, train/ and convert/ of one distribution), so it has no `__init__.py` to carry a
+`__version__`: the version lives here, read from the installed distribution's
 metadata. It is what `pip install` recorded (an editable install re-reads pyproject.toml only when
 reinstalled). docs/development.md, "The version".
 """
