@@ -381,3 +381,34 @@ def test_read_pack_refuses_what_is_not_a_pack_file_without_waiting(tmp_path):
         read_pack(tmp_path / "fifo.ferpack")
     with pytest.raises(DataError, match="cannot read the face pack .*directory"):
         read_pack(tmp_path)
+
+
+@pytest.mark.skipif("jax" not in BACKENDS, reason="jax is not installed")
+def test_the_gpu_recipe_runs_from_a_pack_and_resumes(crops, tmp_path):
+    """scripts/gpu_retrain.sh is the one command a GPU box runs (docs/model.md): it must work from a pack,
+    without ferlite installed (PYTHONPATH=src), and continue a run with RESUME=1. Here on the CPU, two epochs."""
+    from ferlite.train.cli import main
+
+    pack = tmp_path / "faces.ferpack"
+    assert main(["--data", f"crops:ckplus={crops}", "--data", f"crops:ckplus48={crops}", "--pack", str(pack),
+                 "--dry-run", "--no-cache", "--out", str(tmp_path / "pack")]) == 0
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_retrain.sh"
+    env = {**_env("jax"), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PACK": str(pack), "BATCH": "16", "RUN": str(tmp_path / "run"), "OUT": str(tmp_path / "out")}
+    env.pop("RESUME", None)
+    first = subprocess.run(["bash", str(script)], env={**env, "EPOCHS": "1"}, capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = tmp_path / "out"
+    assert sorted(p.name for p in results.iterdir()) == ["history.csv", "metrics.json", "model.keras", "run.json",
+                                                         "train.log"]
+    run = json.loads((results / "run.json").read_text())
+    assert run["training"][0]["backend"] == "jax"
+    assert run["options"]["schedule"] == "onecycle" and run["options"]["targets"] == "votes"
+    again = subprocess.run(["bash", str(script)], env={**env, "EPOCHS": "2", "RESUME": "1"}, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len((results / "history.csv").read_text().splitlines()) == 1 + 2  # header, epoch 1 kept, epoch 2 added
+    missing = subprocess.run(["bash", str(script)], env={**env, "PACK": str(tmp_path / "none.ferpack")},
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "none.ferpack" in missing.stderr
