@@ -129,5 +129,22 @@ def test_the_layout_in_the_docs_names_every_module_of_the_edge():
     layout = text.split("## Layout", 1)[1].split("```")[1]
     missing = [str(path.relative_to(EDGE)) for path in sorted(EDGE.rglob("*.py"))
                if path.name not in layout and path.name != "__init__.py"]
-    missing += [f"{folder}/" for folder in (*LAYERS, "mqtt") if f"{folder}/" not in layout]
+    missing += [f"{folder.name}/" for folder in _packages(EDGE) if f"{folder.name}/" not in layout]
     assert missing == []
+
+
+def _packages(root: Path) -> list[Path]:
+    """Every folder under `root` that is a package (holds an __init__.py)."""
+    return sorted(init.parent for init in root.rglob("__init__.py") if init.parent != root)
+
+
+def test_every_package_folder_is_installed():
+    """pyproject's `packages =` does not take subpackages by itself: a folder missing from it is left out of a
+    (non-editable) install, and `pip install '.[edge]' && fer-edge` fails on a fresh machine."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((EDGE.parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(project["tool"]["setuptools"]["packages"])
+    src = EDGE.parents[1]
+    found = {".".join(folder.relative_to(src).parts) for folder in _packages(src)}
+    found |= {f"ferlite.{p.name}" for p in src.iterdir() if (p / "__init__.py").is_file()}
+    assert found - listed == set() and listed - found == set()

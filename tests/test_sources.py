@@ -17,13 +17,12 @@ import numpy as np
 import pytest
 from helpers import EDGE, as_nobody, gray_images, one_error_line, run_edge, within, write_config
 
+from ferlite.edge.contract.errors import SourceError, SourceOpenError
 from ferlite.edge.runtime.sources import (
     Frame,
     InputSettings,
     Picamera2Source,
     ReopeningSource,
-    SourceError,
-    SourceOpenError,
     VideoCaptureSource,
     demo_source,
     open_source,

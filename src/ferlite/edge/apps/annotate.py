@@ -19,10 +19,11 @@ import numpy as np
 
 from ..algorithm.frames import check_frame
 from ..algorithm.pipeline import FrameResult
+from ..contract import IMAGE_SUFFIXES
 from ..contract.atomic import atomic_write
 from ..contract.errors import AnnotateError
 from ..contract.files import name_problem, opencv_path
-from ..runtime.sources import IMAGE_SUFFIXES, Frame, FrameSource
+from ..runtime.sources import Frame, FrameSource
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """fer-edge's settings: EdgeConfig, composed of the parts that live beside the code reading them
-(InputSettings in sources.py, DetectSettings in the detector, FeedSettings in the feed, TrackSettings in
+(InputSettings in sources/base.py, DetectSettings in the detector, FeedSettings in the feed, TrackSettings in
 tracking) and its own few; their rules are on their fields (see contract/settings.py). Loaded from TOML with
 unknown keys refused; flags override only what was typed."""
 

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 from ..algorithm.pipeline import FrameResult, Pipeline, frame_to_json
 from ..contract.errors import ModelOutputError
-from .sources import Frame, FrameSource, stoppable_sleep
+from .backoff import stoppable_sleep
+from .sources import Frame, FrameSource
 
 log = logging.getLogger(__name__)
 
