@@ -224,3 +224,18 @@ def test_annotation_off_costs_nothing_not_even_an_import(tiny_model):
     )
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert off.stdout.split() == ["0", "False"], off.stderr
+
+
+def test_open_annotator_refuses_the_source_folder_by_any_name(tmp_path):
+    """The Python API's own check (open_annotator(..., source_folder=)) compares files the way fer-edge's
+    refuse_own_source does: another name of the folder (a symbolic link, a path with ..) is the folder."""
+    from ferlite.edge.contract.errors import AnnotateError
+
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(photos)
+    for name in (photos, tmp_path / "link", photos / "sub" / ".."):
+        with pytest.raises(AnnotateError, match="the source folder itself"):
+            annotate.open_annotator(name, stills=True, source_folder=photos)
+    fresh = annotate.open_annotator(tmp_path / "out", stills=True, source_folder=photos)
+    assert (tmp_path / "out").is_dir() and fresh.frames == 0

@@ -201,7 +201,7 @@ class ImageAnnotator:
         self.path = Path(path)
         self.single = self.path.suffix.lower() in IMAGE_SUFFIXES
         folder = self.path.parent if self.single else self.path
-        if source_folder is not None and folder.resolve() == source_folder.resolve() and not self.single:
+        if source_folder is not None and not self.single and _same_file(folder, source_folder):
             raise AnnotateError(f"{self.path}: annotate: the source folder itself; give another folder")
         if not self.single:
             try:
@@ -312,6 +312,12 @@ def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two names lead to the same existing file or folder (through links and other names)."""
+    found = _identity(a)
+    return found is not None and found == _identity(b)
+
+
 def refuse_own_source(target: str | os.PathLike[str], source: FrameSource) -> None:
     """AnnotateError when the annotated output would be written over what the source reads: the video
     itself (its frames still to come), a photo, or into the folder the photos come from. Compared as
@@ -329,18 +335,18 @@ def refuse_own_source(target: str | os.PathLike[str], source: FrameSource) -> No
     own = _identity(target)
     if own is not None:
         for file in files:
-            if _identity(file) == own:
+            if _same_file(file, target):
                 raise AnnotateError(f"{target}: annotate: the source {file} itself; give another file")
     if video:
         return
     if target.suffix.lower() in IMAGE_SUFFIXES:  # one image file
-        if folder is not None and _identity(target.parent) == _identity(folder):
+        if folder is not None and _same_file(target.parent, folder):
             raise AnnotateError(f"{target}: annotate: into the source folder {folder}; give another folder")
         return
     if own is None:  # a folder still to be made: nobody reads it
         return
     for read_from in ({Path(folder)} if folder is not None else {file.parent for file in files}):
-        if _identity(read_from) == own:
+        if _same_file(read_from, target):
             raise AnnotateError(f"{target}: annotate: the source folder itself; give another folder")
 
 
