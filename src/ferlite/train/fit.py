@@ -196,9 +196,12 @@ def load_state(out: Path) -> dict[str, Any]:
 
 
 def _tensorboard(out: Path) -> list[keras.callbacks.Callback]:
-    """TensorBoard logs when the tensorboard package is installed (TF 2.21 no longer pulls it)."""
-    if importlib.util.find_spec("tensorboard") is None:
-        log.info("tensorboard not installed: no TensorBoard logs (history.csv has every epoch)")
+    """TensorBoard logs when both tensorboard and TensorFlow are installed: TF 2.21 no longer pulls tensorboard,
+    and Keras writes the logs with tf.summary on every backend (a JAX or PyTorch GPU box often has tensorboard
+    and no TensorFlow: the callback would fail the run at its first epoch)."""
+    missing = [name for name in ("tensorboard", "tensorflow") if importlib.util.find_spec(name) is None]
+    if missing:
+        log.info("%s not installed: no TensorBoard logs (history.csv has every epoch)", " and ".join(missing))
         return []
     return [keras.callbacks.TensorBoard(str(out / "tensorboard"))]
 
