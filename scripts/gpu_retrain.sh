@@ -3,15 +3,15 @@
 # "Training on a GPU box"). Runs from the repository root on a machine that has a Keras backend with CUDA
 # (JAX by default) but need not have ferlite installed, TensorFlow, or the image folders:
 #
-#   where the data is:  fer-train --data ferplus=../shared/data/ferplus \
-#                           --data crops:ckplus=../shared/data/ckplus48_hugoiwnl --data crops:ckplus48=../shared/data/ckplus48 \
-#                           --test-subjects src/ferlite/train/subject_lists/ckplus-test-subjects.txt \
-#                           --pack .pack/shipped.ferpack --dry-run --out runs/pack
-#   on the GPU box:     scripts/gpu_retrain.sh            (PACK, EPOCHS, BATCH, LR, RESULTS, KERAS_BACKEND to change)
+#   where the data is:  scripts/gpu_prepare.sh   (the face pack in .pack/, the wheels the box lacks in .whl/)
+#   on the GPU box:     scripts/gpu_retrain.sh   (PACK, EPOCHS, BATCH, LR, RUN, RESULTS, WHEELS, DEADLINE_S, KERAS_BACKEND)
 #
-# Wheels in .whl/ (keras, optree, namex where the box lacks them) are installed to a temporary folder first.
+# Wheels in WHEELS (default .whl/: keras, optree, namex where the box lacks them) are installed to a temporary
+# folder first.
 # The run folder is RUN (checkpointed every epoch: `scripts/gpu_retrain.sh` again with RESUME=1 continues it);
 # model.keras, metrics.json, run.json, history.csv and train.log are copied to RESULTS (default $OUT when set).
+# DEADLINE_S (seconds, optional): fer-train gets SIGTERM then, ends after the epoch under way and writes its
+# results as for a finished run, so they come back even from a command that has a time limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,13 +20,14 @@ EPOCHS=${EPOCHS:-120}
 BATCH=${BATCH:-256}
 LR=${LR:-2e-3}
 RUN=${RUN:-/tmp/ferlite-gpu-run}
+WHEELS=${WHEELS:-.whl}
 RESULTS=${RESULTS:-${OUT:-runs/gpu-results}}
 export KERAS_BACKEND=${KERAS_BACKEND:-jax}
 
 [ -f "$PACK" ] || { echo "gpu_retrain: $PACK: no such face pack (see the header of this script)" >&2; exit 2; }
 site=$(mktemp -d)
-if compgen -G ".whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$WHEELS"/*.whl
 fi
 # src/ferlite is the ferlite namespace as it is: importable without installing.
 export PYTHONPATH="$site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -41,7 +42,9 @@ else
     args+=(--overwrite)
 fi
 start=$(date +%s)
-python3 -m ferlite.train.cli "${args[@]}" --out "$RUN"
+deadline=()
+[ -n "${DEADLINE_S:-}" ] && deadline=(timeout --preserve-status --signal=TERM --kill-after=120 "$DEADLINE_S")
+"${deadline[@]}" python3 -m ferlite.train.cli "${args[@]}" --out "$RUN"
 echo "gpu_retrain: $(( $(date +%s) - start )) s with $KERAS_BACKEND" | tee -a "$RUN/train.log"
 
 mkdir -p "$RESULTS"

@@ -396,7 +396,7 @@ def test_the_gpu_recipe_runs_from_a_pack_and_resumes(crops, tmp_path):
     script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_retrain.sh"
     env = {**_env("jax"), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PACK": str(pack), "BATCH": "16", "RUN": str(tmp_path / "run"), "OUT": str(tmp_path / "out"),
-           "PYTHONPATH": str(Path(__file__).parent / "without_tensorflow")}
+           "PYTHONPATH": str(Path(__file__).parent / "without_tensorflow"), "WHEELS": str(tmp_path / "no-wheels")}
     env.pop("RESUME", None)
     first = subprocess.run(["bash", str(script)], env={**env, "EPOCHS": "1"}, capture_output=True, text=True,
                            timeout=600)
@@ -411,6 +411,13 @@ def test_the_gpu_recipe_runs_from_a_pack_and_resumes(crops, tmp_path):
                            text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert len((results / "history.csv").read_text().splitlines()) == 1 + 2  # header, epoch 1 kept, epoch 2 added
+    # DEADLINE_S: stopped by SIGTERM after an epoch, the results still written and copied (a time-limited call).
+    timed = subprocess.run(["bash", str(script)], env={**env, "EPOCHS": "10000", "DEADLINE_S": "30",
+                                                       "RUN": str(tmp_path / "timed"), "OUT": str(tmp_path / "t")},
+                           capture_output=True, text=True, timeout=600)
+    assert timed.returncode == 0, timed.stderr[-3000:]
+    assert json.loads((tmp_path / "t" / "run.json").read_text())["training"][-1]["stopped_by"] == "SIGTERM"
+    assert 2 <= len((tmp_path / "t" / "history.csv").read_text().splitlines()) < 10000
     missing = subprocess.run(["bash", str(script)], env={**env, "PACK": str(tmp_path / "none.ferpack")},
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "none.ferpack" in missing.stderr

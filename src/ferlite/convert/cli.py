@@ -279,15 +279,21 @@ def main(argv: list[str] | None = None) -> int:
     from ferlite.edge.algorithm.runner import ModelLoadError
     from ferlite.edge.contract.errors import FerliteError
     from ferlite.edge.contract.spec import ModelSpecError
+    from ferlite.train.stopping import stop_requests, stopped_line
 
-    try:
-        convert_and_verify(args)
-    except (AgreementError, ModelLoadError, ModelSpecError) as e:  # made, but failed its checks
-        print(f"fer-convert: error: {e}", file=sys.stderr)
-        return EXIT_FAILED_CHECK
-    except FerliteError as e:  # bad input: nothing was made
-        print(f"fer-convert: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    with stop_requests() as requests:
+        try:
+            convert_and_verify(args)
+        except (AgreementError, ModelLoadError, ModelSpecError) as e:  # made, but failed its checks
+            print(f"fer-convert: error: {e}", file=sys.stderr)
+            return EXIT_FAILED_CHECK
+        except FerliteError as e:  # bad input: nothing was made
+            print(f"fer-convert: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:  # SIGINT or SIGTERM: the temporary model is removed on the way out
+            line, status = stopped_line("fer-convert", requests, f"{args.out} left as it was")
+            print(line, file=sys.stderr)
+            return status
     return 0
 
 

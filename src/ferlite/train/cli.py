@@ -24,6 +24,7 @@ from .config import TrainConfig, check_files, default_cache, load_config, read_c
 from .data import DataSource
 from .labels import LabelMapper, parse_class_map
 from .splits import read_subject_list
+from .stopping import StopRequests, stop_requests, stopped_line
 
 log = logging.getLogger("ferlite.train")
 
@@ -135,24 +136,40 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     created: Path | None = None
     handlers = list(logging.getLogger().handlers)
-    try:
-        config_file, typed = read_command_line(argv)
-        config = load_config(config_file, typed)
-        _check_out(config)
-        if config.resume:
-            config = _resume(config, list(typed))
-        check_files(config)  # --test-subjects, --init, --from-pack: a FIFO is refused, not waited on
-        _setup_logging(config.log_level)
-        if not config.run_folder.exists():
-            created = config.run_folder
-        return run(config)
-    except FerliteError as e:
-        if created is not None:  # a run that fails on bad input leaves no folder behind
-            shutil.rmtree(created, ignore_errors=True)
-        print(f"fer-train: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    finally:
-        _remove_handlers_since(handlers)
+    with stop_requests() as requests:
+        try:
+            config_file, typed = read_command_line(argv)
+            config = load_config(config_file, typed)
+            _check_out(config)
+            if config.resume:
+                config = _resume(config, list(typed))
+            check_files(config)  # --test-subjects, --init, --from-pack: a FIFO is refused, not waited on
+            _setup_logging(config.log_level)
+            if not config.run_folder.exists():
+                created = config.run_folder
+            return run(config, requests)
+        except FerliteError as e:
+            if created is not None:  # a run that fails on bad input leaves no folder behind
+                shutil.rmtree(created, ignore_errors=True)
+            print(f"fer-train: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:  # a second SIGINT/SIGTERM, or one outside the epochs (stopping.py)
+            return _stopped(requests, created)
+        finally:
+            _remove_handlers_since(handlers)
+
+
+def _stopped(requests: StopRequests, created: Path | None) -> int:
+    """One line for a run stopped at once: its checkpoint is kept (--resume continues from the last finished
+    epoch); a folder this run made and never trained in goes."""
+    if created is not None and not (created / "checkpoints").is_dir():  # fit.py's checkpoints: none yet
+        shutil.rmtree(created, ignore_errors=True)
+        line, status = stopped_line("fer-train", requests, f"nothing kept ({created} removed)")
+    else:
+        line, status = stopped_line("fer-train", requests, "the last finished epoch's checkpoint is kept "
+                                    "(fer-train --out RUN --resume continues)")
+    print(line, file=sys.stderr)
+    return status
 
 
 def _remove_handlers_since(handlers: list[logging.Handler]) -> None:
@@ -197,7 +214,8 @@ def _unpack(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
     return pack.prepared, pack.framing
 
 
-def run(config: TrainConfig) -> int:
+def run(config: TrainConfig, requests: StopRequests | None = None) -> int:
+    """One fer-train run; a first SIGINT/SIGTERM in `requests` during training ends it after its epoch."""
     from .prepare import side_sizes
     from .splits import write_manifest
 
@@ -225,7 +243,7 @@ def run(config: TrainConfig) -> int:
         return 0
     if sizes["train"] == 0:
         raise UsageError("no training faces after the split")
-    return _train_and_report(config, prepared, repeats)
+    return _train_and_report(config, prepared, repeats, requests)
 
 
 def _write_test_subjects(path: Path, prepared: Any) -> None:
@@ -271,8 +289,8 @@ def _write_run_file(config: TrainConfig, prepared: Any, framing: dict[str, Any])
     atomic_write(config.run_folder / RUN_FILE, (json.dumps(info, indent=2) + "\n").encode())
 
 
-def _train_and_report(config: TrainConfig, prepared: Any,
-                      repeats: dict[tuple[str, str | None], int]) -> int:
+def _train_and_report(config: TrainConfig, prepared: Any, repeats: dict[tuple[str, str | None], int],
+                      requests: StopRequests | None) -> int:
     from .backend import configured_backend
 
     if configured_backend() == "tensorflow":
@@ -302,8 +320,8 @@ def _train_and_report(config: TrainConfig, prepared: Any,
     index = repeat_index(labels, datasets, repeats)
     train = faces[index], labels[index], prepared.targets("train", votes)[index]
     val = (*prepared.side("val"), prepared.targets("val", votes))
-    result = fit(arch, opts, out, train, val if len(val[1]) else None, config.resume)
-    _record_devices(out, result.devices)
+    result = fit(arch, opts, out, train, val if len(val[1]) else None, config.resume, requests)
+    _record_devices(out, result.devices, result.stopped_by)
     atomic_save_model(result.model, out / "model.keras")
     sides = {}
     for side in ("val", "test"):
@@ -317,7 +335,7 @@ def _train_and_report(config: TrainConfig, prepared: Any,
         "sides": sides, "counts": prepared.counts(),
         "model": {"params": params, "architecture": arch.to_dict()},
         "training": {**_training_summary(history, result.best_epoch, len(train[1])),
-                     **_device_summary(result.devices)},
+                     **_device_summary(result.devices), "epochs": config.epochs, "stopped_by": result.stopped_by},
     }
     write_report(out, metrics, history)
     _print_summary(out, metrics)
@@ -330,14 +348,16 @@ def _device_summary(devices: Any) -> dict[str, Any]:
     return {"backend": devices.backend, "devices": devices.to_dict(), "engine": engine(devices)}
 
 
-def _record_devices(out: Path, devices: Any) -> None:
-    """run.json says which backend and devices trained (a resumed run lists each one in turn)."""
+def _record_devices(out: Path, devices: Any, stopped_by: str | None) -> None:
+    """run.json says which backend and devices trained (a resumed run lists each one in turn), and the signal
+    that ended a session early."""
     from ferlite.edge.contract.atomic import atomic_write
 
     path = out / RUN_FILE
     info = json.loads(path.read_text())
     info.setdefault("training", []).append(
-        {**_device_summary(devices), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+        {**_device_summary(devices), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+         **({"stopped_by": stopped_by} if stopped_by else {})})
     atomic_write(path, (json.dumps(info, indent=2) + "\n").encode())
 
 
@@ -383,6 +403,9 @@ def _training_summary(history: list[dict[str, float]], best: int | None, n: int)
 
 def _print_summary(out: Path, metrics: dict[str, Any]) -> None:
     t = metrics["training"]
+    if t.get("stopped_by"):
+        print(f"stopped by {t['stopped_by']} after epoch {t['epochs_run']} of {t['epochs']}: model.keras is the best "
+              f"so far; fer-train --out {out} --resume continues")
     print(f"trained {t['epochs_run']} epochs (best {t['best_epoch']}) with {t['backend']} "
           f"({t['devices']['kind']}, {t['devices']['precision']}), "
           f"{t['seconds_per_epoch']:.1f} s/epoch, {t['images_per_second']:.0f} images/s")

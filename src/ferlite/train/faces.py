@@ -163,8 +163,12 @@ def _decode_all(
 
     if not paths:
         return []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         return list(pool.map(one, paths, chunksize=64))
+    finally:
+        # Stopped (Ctrl-C), the images still queued are dropped, not decoded first as a with-block would.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def load_faces(

@@ -25,6 +25,7 @@ from .errors import InitError, ResumeError
 from .inputs import Augmentation, as_input, class_weights, core_model, sample_weights, training_model
 from .model import Architecture, build_model
 from .report import compute_metrics, predict_labels
+from .stopping import StopRequests
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +235,26 @@ class FitResult:
     history: list[dict[str, float]]
     best_epoch: int | None
     devices: Devices
+    stopped_by: str | None = None  # the signal that ended training before its last epoch
+
+
+class StopWhenAsked(keras.callbacks.Callback):
+    """The first SIGINT or SIGTERM while training (stopping.StopRequests) ends training after the epoch under
+    way, once that epoch's checkpoint is written (RunState comes before it)."""
+
+    def __init__(self, requests: StopRequests) -> None:
+        super().__init__()
+        self.requests = requests
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.requests.training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.requests.stop_after_epoch is not None:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self.requests.training = False
 
 
 def _build(arch: Architecture, opts: FitConfig, out: Path, restored: dict[str, Any] | None,
@@ -280,10 +301,12 @@ def fit(
     arch: Architecture, opts: FitConfig, out: Path,
     train: tuple[np.ndarray, np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray, list[str], np.ndarray] | None, resume: bool = False,
+    requests: StopRequests | None = None,
 ) -> FitResult:
     """Train (or continue training) and return the best model by validation accuracy
     (`opts.select`). `train` is (faces, labels, targets (n, classes)); `val` is (faces, labels,
-    data set name of each face, targets)."""
+    data set name of each face, targets). A signal in `requests` ends training after its epoch."""
+    requests = requests or StopRequests()
     keras.utils.set_random_seed(opts.seed)
     devices = select_devices()
     restored = load_state(out) if resume else None
@@ -293,6 +316,7 @@ def fit(
     with distribution(devices):
         model = _build(arch, opts, out, restored, steps_per_epoch)
         callbacks, state = _callbacks(opts, out, len(faces), has_val, val, restored)
+        callbacks.append(StopWhenAsked(requests))
         initial_epoch = int(restored["epoch"]) if restored else 0
         if initial_epoch < opts.epochs:
             weights = None
@@ -307,7 +331,10 @@ def fit(
                 epochs=opts.epochs, initial_epoch=initial_epoch,
                 callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
             )
-    return FitResult(_best_float32(arch, out), state.state["history"], state.state["best_epoch"], devices)
+    history = state.state["history"]
+    asked = requests.stop_after_epoch
+    stopped_by = asked.name if asked is not None and len(history) < opts.epochs else None
+    return FitResult(_best_float32(arch, out), history, state.state["best_epoch"], devices, stopped_by)
 
 
 def _load_initial_weights(model: keras.Model, path: Path) -> None:

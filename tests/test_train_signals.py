@@ -1,0 +1,141 @@
+"""Ctrl-C and SIGTERM in fer-train and fer-convert (ferlite.train.stopping): the first signal while training
+ends the run after its epoch with everything written; a second, or one at any other time, stops at once with
+one line, no traceback, exit 128 + the signal's number."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("keras")
+
+from train_fixtures import write_folder_set  # noqa: E402
+
+from ferlite.train.stopping import StopRequests, stop_requests  # noqa: E402
+
+BIN = Path(sys.executable).parent
+TINY = ["--filters", "4,4,8,8,8", "--dense", "8,8", "--batch-size", "16", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory) -> Path:
+    return write_folder_set(tmp_path_factory.mktemp("data") / "set", per_class=6, subjects=6)
+
+
+def _training(crops: Path, out: Path) -> subprocess.Popen[str]:
+    """A fer-train run of 10,000 short epochs (JAX on the CPU), once its first epoch is checkpointed."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([str(BIN / "fer-train"), "--data", f"crops:set={crops}", "--epochs", "10000",
+                             "--schedule", "onecycle", "--no-cache", "--out", str(out), *TINY],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoints" / "state.json").is_file():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no epoch finished in 300 s"
+        time.sleep(0.05)
+    return proc
+
+
+def test_a_first_signal_ends_training_after_its_epoch_with_everything_written(crops, tmp_path):
+    out = tmp_path / "run"
+    proc = _training(crops, out)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr and "SIGTERM: stopping after this epoch" in stderr
+    stopped = [line for line in stdout.splitlines() if line.startswith("stopped by SIGTERM after epoch")]
+    assert len(stopped) == 1 and "of 10000" in stopped[0] and "--resume continues" in stopped[0], stdout
+    epochs = json.loads((out / "metrics.json").read_text())["training"]["epochs_run"]
+    assert 1 <= epochs < 10000 and (out / "model.keras").is_file() and (out / "report.md").is_file()
+    assert json.loads((out / "run.json").read_text())["training"][-1]["stopped_by"] == "SIGTERM"
+    history = json.loads((out / "checkpoints" / "state.json").read_text())["history"]
+    assert len(history) == epochs  # the epoch under way was finished and checkpointed, not cut
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
+    resumed = subprocess.run([str(BIN / "fer-train"), "--out", str(out), "--resume", "--epochs", str(epochs + 1)],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"trained {epochs + 1} epochs" in resumed.stdout
+
+
+def test_a_second_signal_stops_at_once_with_one_line(crops, tmp_path):
+    out = tmp_path / "run"
+    proc = _training(crops, out)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGINT, stderr[-3000:]
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("fer-train: stopped by SIGINT; the last finished epoch's checkpoint is kept"), last
+    assert (out / "checkpoints" / "state.json").is_file()
+
+
+def test_a_signal_before_training_removes_the_run_folder_it_made(crops, tmp_path, monkeypatch, capsys):
+    """A real SIGTERM, through the real handler, while the run reads its data."""
+    from ferlite.train import cli
+
+    def reading(config, requests):
+        config.run_folder.mkdir(parents=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises in this thread first
+        raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr(cli, "run", reading)
+    out = tmp_path / "run"
+    assert cli.main(["--data", f"crops:set={crops}", "--out", str(out)]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"fer-train: stopped by SIGTERM; nothing kept ({out} removed)", err
+    assert not out.exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are put back
+
+
+def test_fer_convert_stopped_says_one_line_and_leaves_the_model_as_it_was(tmp_path, monkeypatch, capsys):
+    from ferlite.convert import cli
+
+    def converting(args):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+        raise AssertionError("SIGINT did not stop the conversion")
+
+    monkeypatch.setattr(cli, "convert_and_verify", converting)
+    out = tmp_path / "m.tflite"
+    out.write_bytes(b"the model before")
+    keras_file = tmp_path / "m.keras"
+    keras_file.write_bytes(b"")
+    assert cli.main([str(keras_file), "--out", str(out)]) == 128 + signal.SIGINT
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"fer-convert: stopped by SIGINT; {out} left as it was"
+    assert out.read_bytes() == b"the model before"
+
+
+def test_stop_requests_wait_for_the_epoch_only_the_first_time():
+    requests = StopRequests()
+    with pytest.raises(KeyboardInterrupt):
+        requests.handle(signal.SIGTERM, None)  # not training: at once
+    requests = StopRequests()
+    requests.training = True
+    requests.handle(signal.SIGINT, None)
+    assert requests.stop_after_epoch is signal.SIGINT
+    with pytest.raises(KeyboardInterrupt):
+        requests.handle(signal.SIGTERM, None)
+    assert requests.last is signal.SIGTERM
+
+
+def test_an_ignored_signal_stays_ignored():
+    """A background job of a non-interactive shell starts with SIGINT ignored: fer-train keeps it so."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stop_requests():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
