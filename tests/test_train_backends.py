@@ -132,6 +132,26 @@ def test_devices_choose_precision_and_engine():
     assert "one" in engine(Devices("torch", "gpu", ("a", "b"), True))
 
 
+@pytest.mark.skipif("jax" not in BACKENDS, reason="jax is not installed")
+@pytest.mark.parametrize(("platform", "capability", "kind", "precision"), [
+    ("gpu", "9.0", "gpu", "mixed_bfloat16"), ("cuda", "8.6", "gpu", "mixed_bfloat16"),
+    ("gpu", "7.5", "gpu", "mixed_float16"), ("tpu", None, "tpu", "mixed_bfloat16"), ("cpu", None, "cpu", "float32"),
+])
+def test_jax_devices_are_read_as_the_gpu_box_reports_them(monkeypatch, platform, capability, kind, precision):
+    """What a GPU box's JAX reports (never seen on the CPU machines that test): an H200 is compute capability
+    9.0 and trains in bfloat16; a plugin's "cuda" platform is a GPU too."""
+    import jax
+
+    from ferlite.train.backend import _jax_devices
+
+    device = type("Device", (), {"platform": platform, "device_kind": f"{platform} device",
+                                 **({"compute_capability": capability} if capability else {})})()
+    monkeypatch.setattr(jax, "devices", lambda: [device, device])
+    found = _jax_devices()
+    assert (found.kind, found.precision) == (kind, precision)
+    assert found.names == (("cpu",) if kind == "cpu" else (f"{platform} device",) * 2)
+
+
 def test_configured_backend_reads_keras_settings(tmp_path, monkeypatch):
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))

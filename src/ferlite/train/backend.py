@@ -101,7 +101,8 @@ def _jax_devices() -> Devices:
     import jax
 
     devices = jax.devices()
-    kind = devices[0].platform if devices[0].platform in ("gpu", "tpu") else "cpu"
+    # JAX names a CUDA or ROCm device's platform "gpu"; a PJRT plugin may give its own name.
+    kind = {"gpu": "gpu", "cuda": "gpu", "rocm": "gpu", "tpu": "tpu"}.get(str(devices[0].platform).lower(), "cpu")
     if kind == "cpu":
         return Devices("jax", "cpu", ("cpu",))
     capability = str(getattr(devices[0], "compute_capability", "8.0"))
