@@ -29,26 +29,53 @@ def crops(tmp_path_factory) -> Path:
     return write_folder_set(tmp_path_factory.mktemp("data") / "set", per_class=6, subjects=6)
 
 
+def _sigint_as_usual() -> None:
+    """A test run started in the background of a non-interactive shell ignores SIGINT, and so would every
+    process it starts (fer-train keeps an ignored signal ignored): the commands under test get Python's own."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture
+def sigint_as_usual():
+    before = signal.getsignal(signal.SIGINT)
+    _sigint_as_usual()
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def _training(crops: Path, out: Path) -> subprocess.Popen[str]:
     """A fer-train run of 10,000 short epochs (JAX on the CPU), once its first epoch is checkpointed."""
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "",
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen([str(BIN / "fer-train"), "--data", f"crops:set={crops}", "--epochs", "10000",
                              "--schedule", "onecycle", "--no-cache", "--out", str(out), *TINY],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_as_usual)
     deadline = time.monotonic() + 300
     while not (out / "checkpoints" / "state.json").is_file():
         assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no epoch finished in 300 s"
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no epoch finished in 300 s: {proc.communicate()[1][-3000:]}")
         time.sleep(0.05)
     return proc
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Its output once it ends; killed (and the test failed) if it does not end within 300 s."""
+    try:
+        return proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("fer-train did not stop within 300 s of the signal") from None
 
 
 def test_a_first_signal_ends_training_after_its_epoch_with_everything_written(crops, tmp_path):
     out = tmp_path / "run"
     proc = _training(crops, out)
     proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=300)
+    stdout, stderr = _finish(proc)
     assert proc.returncode == 0, stderr[-3000:]
     assert "Traceback" not in stderr and "SIGTERM: stopping after this epoch" in stderr
     stopped = [line for line in stdout.splitlines() if line.startswith("stopped by SIGTERM after epoch")]
@@ -71,7 +98,7 @@ def test_a_second_signal_stops_at_once_with_one_line(crops, tmp_path):
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=300)
+    _, stderr = _finish(proc)
     assert proc.returncode == 128 + signal.SIGINT, stderr[-3000:]
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
@@ -98,7 +125,8 @@ def test_a_signal_before_training_removes_the_run_folder_it_made(crops, tmp_path
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are put back
 
 
-def test_fer_convert_stopped_says_one_line_and_leaves_the_model_as_it_was(tmp_path, monkeypatch, capsys):
+def test_fer_convert_stopped_says_one_line_and_leaves_the_model_as_it_was(tmp_path, monkeypatch, capsys,
+                                                                         sigint_as_usual):
     from ferlite.convert import cli
 
     def converting(args):
