@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
               f"or keras and jax / torch with KERAS_BACKEND=jax / torch", file=sys.stderr)
         return EXIT_BAD_INPUT
     created: Path | None = None
+    folder: Path | None = None
     handlers = list(logging.getLogger().handlers)
     with stop_requests() as requests:
         try:
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 config = _resume(config, list(typed))
             check_files(config)  # --test-subjects, --init, --from-pack: a FIFO is refused, not waited on
             _setup_logging(config.log_level)
+            folder = config.run_folder
             if not config.run_folder.exists():
                 created = config.run_folder
             return run(config, requests)
@@ -154,20 +156,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fer-train: error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except KeyboardInterrupt:  # a second SIGINT/SIGTERM, or one outside the epochs (stopping.py)
-            return _stopped(requests, created)
+            return _stopped(requests, folder, created)
         finally:
             _remove_handlers_since(handlers)
 
 
-def _stopped(requests: StopRequests, created: Path | None) -> int:
+def _stopped(requests: StopRequests, folder: Path | None, created: Path | None) -> int:
     """One line for a run stopped at once: its checkpoint is kept (--resume continues from the last finished
     epoch); a folder this run made and never trained in goes."""
     if created is not None and not (created / "checkpoints").is_dir():  # fit.py's checkpoints: none yet
         shutil.rmtree(created, ignore_errors=True)
         line, status = stopped_line("fer-train", requests, f"nothing kept ({created} removed)")
+    elif folder is None or not (folder / "checkpoints").is_dir():
+        line, status = stopped_line("fer-train", requests, "no epoch was finished")
     else:
         line, status = stopped_line("fer-train", requests, "the last finished epoch's checkpoint is kept "
-                                    "(fer-train --out RUN --resume continues)")
+                                    f"(fer-train --out {folder} --resume continues)")
     print(line, file=sys.stderr)
     return status
 
