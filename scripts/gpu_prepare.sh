@@ -21,7 +21,7 @@ LIMIT_MIB=${LIMIT_MIB:-64}
 
 if [ ! -f "$PACK" ] || [ "${REBUILD:-0}" = 1 ]; then
     for set in ferplus ckplus48_hugoiwnl ckplus48; do
-        [ -d "$DATA/$set" ] || { echo "gpu_prepare: $DATA/$set: no such folder (give DATA)" >&2; exit 2; }
+        [ -d "$DATA/$set" ] || { printf 'gpu_prepare: %q: no such folder (give DATA)\n' "$DATA/$set" >&2; exit 2; }
     done
     scratch=$(mktemp -d)
     fer-train --data "ferplus=$DATA/ferplus" --data "crops:ckplus=$DATA/ckplus48_hugoiwnl" \
@@ -33,7 +33,7 @@ fi
 
 mkdir -p "$WHEELS"
 for name in $NEEDED; do
-    version=$(python3 -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$name") || {
+    version=$(python3 -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$name" 2>/dev/null) || {
         echo "gpu_prepare: $name is not installed here: its version is the one the box gets" >&2; exit 2; }
     rm -f "$WHEELS/$name"-*.whl  # one version of each: two stop the install on the box
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PY" --implementation cp \

@@ -24,10 +24,19 @@ WHEELS=${WHEELS:-.whl}
 RESULTS=${RESULTS:-${OUT:-runs/gpu-results}}
 export KERAS_BACKEND=${KERAS_BACKEND:-jax}
 
-[ -f "$PACK" ] || { echo "gpu_retrain: $PACK: no such face pack (see the header of this script)" >&2; exit 2; }
+[ -f "$PACK" ] || { printf 'gpu_retrain: %q: no such face pack (see the header of this script)\n' "$PACK" >&2; exit 2; }
+if [ -n "${DEADLINE_S:-}" ] && ! [[ "$DEADLINE_S" =~ ^[0-9]+$ && "$DEADLINE_S" -gt 0 ]]; then
+    printf 'gpu_retrain: DEADLINE_S=%q: give whole seconds, 1 or more\n' "$DEADLINE_S" >&2  # %q: one line
+    exit 2
+fi
 site=$(mktemp -d)
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$WHEELS"/*.whl
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
+        "$WHEELS"/*.whl || {
+        echo "gpu_retrain: the wheels in $WHEELS do not install for $(python3 -V) (made for another Python? see" \
+             "scripts/gpu_prepare.sh, PY=)" >&2
+        exit 2
+    }
 fi
 # src/ferlite is the ferlite namespace as it is: importable without installing.
 export PYTHONPATH="$site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"

@@ -464,6 +464,10 @@ def test_the_gpu_recipe_runs_from_a_pack_and_resumes(crops, tmp_path):
     assert timed.returncode == 0, timed.stderr[-3000:]
     assert json.loads((tmp_path / "t" / "run.json").read_text())["training"][-1]["stopped_by"] == "SIGTERM"
     assert 2 <= len((tmp_path / "t" / "history.csv").read_text().splitlines()) < 10000
+    for deadline in ("abc", "0", "-5", "1e9", "nan", "10\n20"):
+        bad = subprocess.run(["bash", str(script)], env={**env, "DEADLINE_S": deadline}, capture_output=True,
+                             text=True, timeout=60)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "DEADLINE_S" in bad.stderr, (deadline, bad)
     missing = subprocess.run(["bash", str(script)], env={**env, "PACK": str(tmp_path / "none.ferpack")},
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "none.ferpack" in missing.stderr
