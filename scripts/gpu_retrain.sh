@@ -51,9 +51,11 @@ else
     args+=(--overwrite)
 fi
 start=$(date +%s)
-deadline=()
-[ -n "${DEADLINE_S:-}" ] && deadline=(timeout --preserve-status --signal=TERM --kill-after=120 "$DEADLINE_S")
-"${deadline[@]}" python3 -m ferlite.train.cli "${args[@]}" --out "$RUN"
+train=(python3 -m ferlite.train.cli "${args[@]}" --out "$RUN")
+if [ -n "${DEADLINE_S:-}" ]; then
+    train=(timeout --preserve-status --signal=TERM --kill-after=120 "$DEADLINE_S" "${train[@]}")
+fi
+"${train[@]}"
 echo "gpu_retrain: $(( $(date +%s) - start )) s with $KERAS_BACKEND" | tee -a "$RUN/train.log"
 
 mkdir -p "$RESULTS"
