@@ -16,13 +16,12 @@ import pytest
 
 pytest.importorskip("keras")
 
-from train_fixtures import write_folder_set  # noqa: E402
+from train_fixtures import TINY, keras_env, write_folder_set  # noqa: E402
 
 from ferlite.train.backend import Devices, configured_backend, engine  # noqa: E402
 from ferlite.train.synthetic import make_faces  # noqa: E402
 
 BACKENDS = [b for b in ("tensorflow", "jax", "torch") if importlib.util.find_spec(b) is not None]
-TINY = ["--filters", "4,4,8,8,8", "--dense", "8,8", "--batch-size", "16", "--seed", "1"]
 # Fixed draws (no randomness): rotation (rad), shear x/y, zoom x/y, flip, shift x/y (pixels) of 4 images.
 DRAWS = {"theta": [0.0, 0.15, -0.1, 0.05], "shear_x": [0.0, 0.05, -0.08, 0.0], "shear_y": [0.0, -0.03, 0.1, 0.0],
          "zoom_x": [1.0, 1.08, 0.93, 1.0], "zoom_y": [1.0, 0.95, 1.1, 1.0], "flip": [1.0, -1.0, 1.0, -1.0],
@@ -37,11 +36,6 @@ np.save(sys.argv[3], keras.ops.convert_to_numpy(out))
 print(keras.backend.backend())
 """
 GATHER = TRANSFORM.replace("apply_affine", "gather_affine")  # the gathers, on every backend
-
-
-def _env(backend: str) -> dict[str, str]:
-    return {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
-            "CUDA_VISIBLE_DEVICES": ""}
 
 
 def reference_affine(images: np.ndarray, transforms: np.ndarray) -> np.ndarray:
@@ -84,7 +78,7 @@ def test_augmentation_is_the_same_transform_on_every_backend(tmp_path):
         for name, program in (("native", TRANSFORM), ("gather", GATHER)):
             out = tmp_path / f"{backend}-{name}.npy"
             done = subprocess.run([sys.executable, "-c", program, str(tmp_path / "in.npy"), json.dumps(DRAWS),
-                                   str(out)], env=_env(backend), capture_output=True, text=True, timeout=300)
+                                   str(out)], env=keras_env(backend), capture_output=True, text=True, timeout=300)
             assert done.returncode == 0, done.stderr[-2000:]
             assert done.stdout.split()[-1] == backend
             results[f"{backend}-{name}"] = np.load(out)
@@ -195,7 +189,7 @@ def crops(tmp_path_factory) -> Path:
 
 def _cli(args: list[str], backend: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
     bin_dir = Path(sys.executable).parent
-    return subprocess.run([str(bin_dir / args[0]), *args[1:]], env=_env(backend), capture_output=True,
+    return subprocess.run([str(bin_dir / args[0]), *args[1:]], env=keras_env(backend), capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -311,7 +305,7 @@ def test_a_pack_that_cannot_be_written_exits_2_with_one_line(crops, tmp_path, ca
 def test_a_quick_try_needs_no_data(tmp_path):
     """`fer-train --data synthetic` on a fresh machine: the generated set is written once, then the whole
     chain runs and prints what a real run prints."""
-    env = {**_env("tensorflow"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env = {**keras_env("tensorflow"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     args = [str(Path(sys.executable).parent / "fer-train"), "--data", "synthetic", "--epochs", "1", *TINY]
     done = subprocess.run([*args, "--out", str(tmp_path / "try")], env=env, capture_output=True, text=True,
                           timeout=300)
@@ -371,7 +365,7 @@ print("loss", *history.history["loss"])
 @pytest.mark.parametrize("backend", [b for b in ("tensorflow", "jax") if b in BACKENDS])
 def test_the_training_model_trains_on_two_devices(backend):
     """The backend's own engine for several devices (MirroredStrategy, DataParallel), on two CPU devices."""
-    env = {**_env(backend), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = {**keras_env(backend), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     done = subprocess.run([sys.executable, "-c", ENGINE], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
@@ -393,14 +387,14 @@ sys.exit(main(sys.argv[1:]))
 def test_mixed_precision_trains_and_saves_a_float32_model(crops, tmp_path):
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-c", MIXED, "--data", f"crops:set={crops}", "--epochs", "1",
-                           "--no-cache", "--out", str(out), *TINY], env=_env("jax"), capture_output=True,
+                           "--no-cache", "--out", str(out), *TINY], env=keras_env("jax"), capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "mixed_bfloat16" in done.stdout
     assert json.loads((out / "run.json").read_text())["training"][0]["devices"]["precision"] == "mixed_bfloat16"
     check = ("import keras, sys, ferlite.train.model; m = keras.models.load_model(sys.argv[1]); "
              "print({str(w.dtype) for w in m.weights}, {l.dtype_policy.name for l in m.layers})")
-    read = subprocess.run([sys.executable, "-c", check, str(out / "model.keras")], env=_env("jax"),
+    read = subprocess.run([sys.executable, "-c", check, str(out / "model.keras")], env=keras_env("jax"),
                           capture_output=True, text=True, timeout=120)
     assert read.stdout.strip() == "{'float32'} {'float32'}", read.stderr[-2000:]
 
@@ -440,7 +434,7 @@ def test_the_gpu_recipe_runs_from_a_pack_and_resumes(crops, tmp_path):
     assert main(["--data", f"crops:ckplus={crops}", "--data", f"crops:ckplus48={crops}", "--pack", str(pack),
                  "--dry-run", "--no-cache", "--out", str(tmp_path / "pack")]) == 0
     script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_retrain.sh"
-    env = {**_env("jax"), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    env = {**keras_env("jax"), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PACK": str(pack), "BATCH": "16", "RUN": str(tmp_path / "run"), "OUT": str(tmp_path / "out"),
            "PYTHONPATH": str(Path(__file__).parent / "without_tensorflow"), "WHEELS": str(tmp_path / "no-wheels")}
     env.pop("RESUME", None)

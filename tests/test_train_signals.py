@@ -16,12 +16,11 @@ import pytest
 
 pytest.importorskip("keras")
 
-from train_fixtures import write_folder_set  # noqa: E402
+from train_fixtures import TINY, keras_env, write_folder_set  # noqa: E402
 
 from ferlite.train.stopping import StopRequests, stop_requests  # noqa: E402
 
 BIN = Path(sys.executable).parent
-TINY = ["--filters", "4,4,8,8,8", "--dense", "8,8", "--batch-size", "16", "--seed", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +44,7 @@ def sigint_as_usual():
 
 def _training(crops: Path, out: Path) -> subprocess.Popen[str]:
     """A fer-train run of 10,000 short epochs (JAX on the CPU), once its first epoch is checkpointed."""
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = keras_env("jax")
     proc = subprocess.Popen([str(BIN / "fer-train"), "--data", f"crops:set={crops}", "--epochs", "10000",
                              "--schedule", "onecycle", "--no-cache", "--out", str(out), *TINY],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -85,7 +83,7 @@ def test_a_first_signal_ends_training_after_its_epoch_with_everything_written(cr
     assert json.loads((out / "run.json").read_text())["training"][-1]["stopped_by"] == "SIGTERM"
     history = json.loads((out / "checkpoints" / "state.json").read_text())["history"]
     assert len(history) == epochs  # the epoch under way was finished and checkpointed, not cut
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
+    env = keras_env("jax")
     resumed = subprocess.run([str(BIN / "fer-train"), "--out", str(out), "--resume", "--epochs", str(epochs + 1)],
                              env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,14 @@ from ferlite.train.synthetic import pattern, write_set
 FOLDER_CLASSES = {"anger": 0, "disgust": 1, "happiness": 2, "neutral": 3, "sadness": 4,
                   "surprise": 5}
 CKPLUS_CODES = {1: 0, 3: 1, 5: 2, 6: 4, 7: 5}  # CK+ emotion code -> label index
+# A tiny hybrid CNN for runs that test the plumbing, not the accuracy.
+TINY = ["--filters", "4,4,8,8,8", "--dense", "8,8", "--batch-size", "16", "--seed", "1"]
+
+
+def keras_env(backend: str) -> dict[str, str]:
+    """The environment of a command run under `backend` on the CPU (no GPU probed, TensorFlow's start-up quiet)."""
+    return {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
+            "CUDA_VISIBLE_DEVICES": ""}
 
 
 def write_image(path: Path, image: np.ndarray) -> Path:

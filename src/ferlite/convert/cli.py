@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     from ferlite.edge.algorithm.runner import ModelLoadError
     from ferlite.edge.contract.errors import FerliteError
     from ferlite.edge.contract.spec import ModelSpecError
-    from ferlite.train.stopping import stop_requests, stopped_line
+    from ferlite.train.stopping import report_stopped, stop_requests
 
     with stop_requests() as requests:
         try:
@@ -291,9 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fer-convert: error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except KeyboardInterrupt:  # SIGINT or SIGTERM: the temporary model is removed on the way out
-            line, status = stopped_line("fer-convert", requests, f"{args.out} left as it was")
-            print(line, file=sys.stderr)
-            return status
+            return report_stopped("fer-convert", requests, f"{args.out} left as it was")
     return 0
 
 

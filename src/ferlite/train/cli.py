@@ -24,7 +24,7 @@ from .config import TrainConfig, check_files, default_cache, load_config, read_c
 from .data import DataSource
 from .labels import LabelMapper, parse_class_map
 from .splits import read_subject_list
-from .stopping import StopRequests, stop_requests, stopped_line
+from .stopping import StopRequests, report_stopped, stop_requests
 
 log = logging.getLogger("ferlite.train")
 
@@ -166,14 +166,11 @@ def _stopped(requests: StopRequests, folder: Path | None, created: Path | None) 
     epoch); a folder this run made and never trained in goes."""
     if created is not None and not (created / "checkpoints").is_dir():  # fit.py's checkpoints: none yet
         shutil.rmtree(created, ignore_errors=True)
-        line, status = stopped_line("fer-train", requests, f"nothing kept ({created} removed)")
-    elif folder is None or not (folder / "checkpoints").is_dir():
-        line, status = stopped_line("fer-train", requests, "no epoch was finished")
-    else:
-        line, status = stopped_line("fer-train", requests, "the last finished epoch's checkpoint is kept "
-                                    f"(fer-train --out {folder} --resume continues)")
-    print(line, file=sys.stderr)
-    return status
+        return report_stopped("fer-train", requests, f"nothing kept ({created} removed)")
+    if folder is None or not (folder / "checkpoints").is_dir():
+        return report_stopped("fer-train", requests, "no epoch was finished")
+    return report_stopped("fer-train", requests, "the last finished epoch's checkpoint is kept "
+                          f"(fer-train --out {folder} --resume continues)")
 
 
 def _remove_handlers_since(handlers: list[logging.Handler]) -> None:

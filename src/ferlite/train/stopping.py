@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,7 +73,9 @@ def stop_requests() -> Iterator[StopRequests]:
             signal.signal(sig, handler)
 
 
-def stopped_line(command: str, requests: StopRequests, what_stays: str) -> tuple[str, int]:
-    """The one line a command stopped by a signal prints, and its exit status (128 + the signal's number)."""
+def report_stopped(command: str, requests: StopRequests, what_stays: str) -> int:
+    """Say on stderr, in one line, that `command` was stopped by a signal and what stays; return its exit
+    status (128 + the signal's number)."""
     received = requests.last
-    return f"{command}: stopped by {received.name}; {what_stays}", 128 + int(received)
+    print(f"{command}: stopped by {received.name}; {what_stays}", file=sys.stderr)
+    return 128 + int(received)

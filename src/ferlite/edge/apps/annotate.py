@@ -335,7 +335,7 @@ def refuse_own_source(target: str | os.PathLike[str], source: FrameSource) -> No
     own = _identity(target)
     if own is not None:
         for file in files:
-            if _same_file(file, target):
+            if _identity(file) == own:
                 raise AnnotateError(f"{target}: annotate: the source {file} itself; give another file")
     if video:
         return
@@ -346,7 +346,7 @@ def refuse_own_source(target: str | os.PathLike[str], source: FrameSource) -> No
     if own is None:  # a folder still to be made: nobody reads it
         return
     for read_from in ({Path(folder)} if folder is not None else {file.parent for file in files}):
-        if _same_file(read_from, target):
+        if _identity(read_from) == own:
             raise AnnotateError(f"{target}: annotate: the source folder itself; give another folder")
 
 
