@@ -12,12 +12,15 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferlite.edge.contract.errors import UsageError
 from ferlite.edge.contract.version import VersionAction
 
 from .errors import AgreementError
+
+if TYPE_CHECKING:
+    from ferlite.train.stopping import StopRequests
 
 log = logging.getLogger("ferlite.convert")
 
@@ -141,7 +144,8 @@ def _check_agreement(result: Any, min_agreement: float) -> None:
                              f"{min_agreement:.2%}; nothing written; {AGREEMENT_HELP}")
 
 
-def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
+def convert_and_verify(args: argparse.Namespace, requests: StopRequests | None = None) -> dict[str, Any]:
+    """Convert, verify, then write --out and its spec; a signal in `requests` stops it before --out changes."""
     from ferlite.edge.contract.atomic import temp_path_for
     from ferlite.edge.contract.spec import ModelSpec, file_sha256, spec_path_for, write_spec
     from ferlite.train import tf_runtime
@@ -153,7 +157,9 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
     from .tflite import convert, logit_floor
     from .verify import verify
 
+    check_stop = requests.check if requests is not None else lambda: None
     model = _load_model(args.model)
+    check_stop()  # between the long steps: a signal whose raise was lost stops here
     needs_calibration = args.quantization == "int8"
     calibration = (load_face_set(args.calibration, args.cropped, args.samples, args.seed)
                    if args.calibration else None)
@@ -161,6 +167,7 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
              if args.verify else calibration)
     if check is None:
         raise UsageError("nothing to verify on: give --verify DIR or --calibration DIR")
+    check_stop()
     floor = None
     exported = model
     if needs_calibration and not args.no_logit_floor:
@@ -185,6 +192,7 @@ def convert_and_verify(args: argparse.Namespace) -> dict[str, Any]:
         result = verify(model, tmp, check.faces, check.labels)
         _print_verification(args, len(data), result, check.source)
         _check_agreement(result, args.min_agreement)
+        check_stop()  # a signal whose raise was lost during conversion: --out stays as it was
         source |= {"calibration": {"folder": _portable(args.calibration), "faces":
                                    len(calibration.faces) if calibration else 0,
                                    "logit_floor": floor},
@@ -283,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with stop_requests() as requests:
         try:
-            convert_and_verify(args)
+            convert_and_verify(args, requests)
         except (AgreementError, ModelLoadError, ModelSpecError) as e:  # made, but failed its checks
             print(f"fer-convert: error: {e}", file=sys.stderr)
             return EXIT_FAILED_CHECK

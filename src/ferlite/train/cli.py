@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             folder = config.run_folder
             if not config.run_folder.exists():
                 created = config.run_folder
-            return run(config, requests)
+            status = run(config, requests)
+            requests.check()  # a signal during the report whose raise was lost: said as a stop all the same
+            return status
         except FerliteError as e:
             if created is not None:  # a run that fails on bad input leaves no folder behind
                 shutil.rmtree(created, ignore_errors=True)
@@ -232,6 +234,8 @@ def run(config: TrainConfig, requests: StopRequests | None = None) -> int:
     if not config.dry_run:
         _log_to_run(out)
     prepared, framing = _prepare(config, sources) if sources else _unpack(config)
+    if requests is not None:
+        requests.check()  # a signal while faces were decoded whose raise was lost: stop before training
     repeats = _repeats(config.repeat, {s.dataset for s in prepared.samples})
     write_manifest(out / "manifest.csv", prepared.samples, prepared.sides, prepared.statuses)
     sizes = side_sizes(prepared)

@@ -285,12 +285,17 @@ class StopWhenAsked(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.requests.training = True
 
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.requests.check()  # a second signal: now, even if its handler's raise was lost
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.requests.check()
         if self.requests.stop_after_epoch is not None:
             self.model.stop_training = True
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.requests.training = False
+        self.requests.check()
 
 
 def _build(arch: Architecture, opts: FitConfig, out: Path, restored: dict[str, Any] | None,

@@ -6,6 +6,11 @@ checkpoint, model.keras (the best epoch so far) and the report are written as fo
 converting), stops at once: the handler raises KeyboardInterrupt wherever the main thread is, and the command
 prints one line and exits 128 + the signal's number; what was written before stays (files are written
 atomically: none is left half-written).
+
+The raise alone is not enough: it lands wherever the main thread is, and native code that clears errors
+(numpy's array coercion, seen swallowing it inside Keras's per-batch log conversion; a second signal handled
+inside the first one's log write) can lose it. So the handler also records it (`StopRequests.now`) and the
+commands ask again (`check()`) where nothing swallows it: after each training batch and epoch, between phases.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class StopRequests:
     def __init__(self) -> None:
         self.received: list[signal.Signals] = []
         self.training = False
+        self.now = False  # a signal asked to stop at once
 
     @property
     def stop_after_epoch(self) -> signal.Signals | None:
@@ -47,7 +53,13 @@ class StopRequests:
             log.warning("%s: stopping after this epoch (its checkpoint, model.keras and the report are written; "
                         "--resume continues); send it again to stop now", received.name)
             return
+        self.now = True
         raise KeyboardInterrupt  # unwinds the main thread from wherever it is; the command says one line
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a signal asked to stop at once (its own raise may have been lost)."""
+        if self.now:
+            raise KeyboardInterrupt
 
 
 @contextmanager
