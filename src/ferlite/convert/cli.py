@@ -149,17 +149,18 @@ def convert_and_verify(args: argparse.Namespace, requests: StopRequests | None =
     from ferlite.edge.contract.atomic import temp_path_for
     from ferlite.edge.contract.spec import ModelSpec, file_sha256, spec_path_for, write_spec
     from ferlite.train import tf_runtime
+    from ferlite.train.stopping import StopRequests
 
     from .face_sets import load_face_set
 
+    requests = requests or StopRequests()
     check_arguments(args)
     tf_runtime.tensorflow()
     from .tflite import convert, logit_floor
     from .verify import verify
 
-    check_stop = requests.check if requests is not None else lambda: None
     model = _load_model(args.model)
-    check_stop()  # between the long steps: a signal whose raise was lost stops here
+    requests.check()  # between the long steps: a signal whose raise was lost stops here
     needs_calibration = args.quantization == "int8"
     calibration = (load_face_set(args.calibration, args.cropped, args.samples, args.seed)
                    if args.calibration else None)
@@ -167,7 +168,7 @@ def convert_and_verify(args: argparse.Namespace, requests: StopRequests | None =
              if args.verify else calibration)
     if check is None:
         raise UsageError("nothing to verify on: give --verify DIR or --calibration DIR")
-    check_stop()
+    requests.check()
     floor = None
     exported = model
     if needs_calibration and not args.no_logit_floor:
@@ -192,7 +193,7 @@ def convert_and_verify(args: argparse.Namespace, requests: StopRequests | None =
         result = verify(model, tmp, check.faces, check.labels)
         _print_verification(args, len(data), result, check.source)
         _check_agreement(result, args.min_agreement)
-        check_stop()  # a signal whose raise was lost during conversion: --out stays as it was
+        requests.check()  # a signal whose raise was lost during conversion: --out stays as it was
         source |= {"calibration": {"folder": _portable(args.calibration), "faces":
                                    len(calibration.faces) if calibration else 0,
                                    "logit_floor": floor},

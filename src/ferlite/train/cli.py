@@ -222,6 +222,7 @@ def run(config: TrainConfig, requests: StopRequests | None = None) -> int:
     from .prepare import side_sizes
     from .splits import write_manifest
 
+    requests = requests or StopRequests()
     out = config.run_folder
     if config.from_pack is not None and (config.data or config.pack):
         raise UsageError("--from-pack trains from a pack: give no --data and no --pack with it")
@@ -234,8 +235,7 @@ def run(config: TrainConfig, requests: StopRequests | None = None) -> int:
     if not config.dry_run:
         _log_to_run(out)
     prepared, framing = _prepare(config, sources) if sources else _unpack(config)
-    if requests is not None:
-        requests.check()  # a signal while faces were decoded whose raise was lost: stop before training
+    requests.check()  # a signal while faces were decoded whose raise was lost: stop before training
     repeats = _repeats(config.repeat, {s.dataset for s in prepared.samples})
     write_manifest(out / "manifest.csv", prepared.samples, prepared.sides, prepared.statuses)
     sizes = side_sizes(prepared)
@@ -295,7 +295,7 @@ def _write_run_file(config: TrainConfig, prepared: Any, framing: dict[str, Any])
 
 
 def _train_and_report(config: TrainConfig, prepared: Any, repeats: dict[tuple[str, str | None], int],
-                      requests: StopRequests | None) -> int:
+                      requests: StopRequests) -> int:
     from .backend import configured_backend
 
     if configured_backend() == "tensorflow":
