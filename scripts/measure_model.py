@@ -3,7 +3,7 @@
 Runs `fer-edge --whole-frame` over a folder of links to the images of each set (named after their label), reads
 its JSON lines and prints accuracy, macro-F1, per-class recall and the confusion matrix; writes JSON with --out.
 
-    python scripts/measure_model.py [--side test|val] [--data ../shared/data] [--model PATH] [--flip]
+    python scripts/measure_model.py [--side test|val] [--data ../shared/data] [--model PATH] [--no-flip]
                                     [--manifest RUN/manifest.csv] [--limit N] [--out FILE]
 
 Sets (the test side by default; every one read by ferlite.train's own readers):
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ferlite.edge.contract import LABELS
+from ferlite.edge.runtime.config import EdgeConfig
 from ferlite.train.data import CKPLUS_SUBJECT_REGEX, Sample, read_ferplus, read_folder
 from ferlite.train.labels import LabelMapper
 from ferlite.train.report import confusion_matrix, metrics_from_confusion
@@ -83,7 +84,7 @@ def spread(items: list[Sample], limit: int | None) -> list[Sample]:
     return [items[int(i * step)] for i in range(limit)]
 
 
-def run_edge(items: list[Sample], model: str | None, threads: int, flip: bool = False) -> dict[str, str]:
+def run_edge(items: list[Sample], model: str | None, threads: int, flip: bool | None = None) -> dict[str, str]:
     """Link the images into one folder, run fer-edge --whole-frame over it, return {link name: label}."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "faces"
@@ -91,7 +92,7 @@ def run_edge(items: list[Sample], model: str | None, threads: int, flip: bool = 
         for i, sample in enumerate(items):
             os.symlink(sample.path.resolve(), folder / f"{LABELS[sample.label]}{SEP}{i:06d}{sample.path.suffix}")
         config = Path(tmp) / "edge.toml"
-        config.write_text(f"flip = {'true' if flip else 'false'}\n")
+        config.write_text("" if flip is None else f"flip = {'true' if flip else 'false'}\n")  # None: fer-edge's default
         cmd = [sys.executable, "-m", "ferlite.edge.apps.cli", "--source", str(folder), "--whole-frame",
                "--config", str(config), "--threads", str(threads), "--log-level", "WARNING"]
         if model:
@@ -142,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", choices=("test", "val"), default="test",
                         help="the test sets (default) or the validation sets, for choosing settings")
     parser.add_argument("--manifest", type=Path, help="a run's manifest.csv: its CK+ validation subjects")
-    parser.add_argument("--flip", action="store_true", help="fer-edge with test-time flip (flip = true)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction,
+                        help="fer-edge with (or without) test-time flip (default: fer-edge's, flip = true)")
     parser.add_argument("--limit", type=int, help="at most N images per set, spread over the set")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -154,9 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     results = {name: score(run_edge(spread(items, args.limit), args.model, args.threads, args.flip))
                for name, items in sets.items()}
     model_name = args.model or "shipped (ferlite/edge/models/ferlite_int8.tflite)"
-    print_table(results, model_name + (" with test-time flip" if args.flip else ""), left_out)
+    flip = EdgeConfig().flip if args.flip is None else args.flip
+    print_table(results, model_name + (" with test-time flip" if flip else " without test-time flip"), left_out)
     if args.out:
-        report = {"model": model_name, "side": args.side, "flip": args.flip, "results": results,
+        report = {"model": model_name, "side": args.side, "flip": flip, "results": results,
                   "left_out": {k: v for k, v in left_out.items() if k in results},
                   "counts": {k: dict(Counter(LABELS[s.label] for s in v)) for k, v in sets.items()}}
         args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -85,13 +85,16 @@ def test_detection_settings_are_flags_that_override_only_what_was_typed(tmp_path
         path = write_config(tmp_path, toml) if toml is not None else None
         return load_config(path, _overrides(build_parser().parse_args(argv)))
 
-    config = effective(["--min-size", "64", "--min-neighbors", "3", "--flip", "--smooth-window", "1"])
-    assert (config.min_size, config.min_neighbors, config.flip, config.smooth_window) == (64, 3, True, 1)
+    config = effective(["--min-size", "64", "--min-neighbors", "3", "--no-flip", "--smooth-window", "1"])
+    assert (config.min_size, config.min_neighbors, config.flip, config.smooth_window) == (64, 3, False, 1)
     assert effective([]) == EdgeConfig()  # nothing typed: every default
-    toml = "min_size = 30\nmin_neighbors = 7\nflip = true\nsmooth_window = 9\n"
-    config = effective(["--no-flip", "--min-size", "40"], toml)
-    assert (config.min_size, config.min_neighbors, config.flip, config.smooth_window) == (40, 7, False, 9)
+    assert EdgeConfig().flip is True  # test-time flip on by default (docs/model.md, "Test-time flip")
+    toml = "min_size = 30\nmin_neighbors = 7\nflip = false\nsmooth_window = 9\n"
+    config = effective(["--flip", "--min-size", "40"], toml)
+    assert (config.min_size, config.min_neighbors, config.flip, config.smooth_window) == (40, 7, True, 9)
+    assert effective(["--min-size", "40"], toml).flip is False  # the file's, where no flag was typed
     assert effective(["--flip", "--no-flip"]).flip is False  # the last one typed wins
+    assert effective(["--no-flip", "--flip"]).flip is True
 
 
 @pytest.mark.parametrize(

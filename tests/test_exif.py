@@ -21,6 +21,7 @@ import pytest
 from helpers import place_face
 
 from ferlite.edge import Recognizer
+from ferlite.edge.apps.annotate import COLOURS
 from ferlite.edge.runtime.sources import UnusableImage, exif_orientation, read_image
 
 EDGE = [sys.executable, "-m", "ferlite.edge.apps.cli"]
@@ -127,10 +128,12 @@ def test_folder_of_every_orientation_gives_upright_results_and_upright_annotatio
         assert len(message["faces"]) == 1 and _near_face(message["faces"][0]["box"]), message
         image = cv2.imread(str(annotated / message["file"]))
         assert image.shape == (480, 640, 3)  # written upright (no EXIF tag on it)
-        original = cv2.imread(str(oriented / message["file"]))
-        x, y, w, h = message["faces"][0]["box"]
-        changed = (np.abs(image.astype(int) - original).max(axis=2) > 60)
-        assert changed[y : y + h, x].mean() > 0.8  # the box's left edge drawn where the face is, upright
+        face = message["faces"][0]
+        x, y, w, h = face["box"]
+        # The box's left edge drawn where the face is, upright, in its label's colour (JPEG blurs a thin line;
+        # comparing with the photo instead fails for a gray face under Neutral's gray).
+        near_colour = np.abs(image[y : y + h, x].astype(int) - COLOURS[face["label"]]).max(axis=1) < 60
+        assert near_colour.mean() > 0.8, face
 
 
 def _png_with_exif(image: np.ndarray, tiff: bytes) -> bytes:

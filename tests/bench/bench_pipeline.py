@@ -359,6 +359,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--scenes", type=int, default=3, help="scenes of each kind (single, multi, empty, appear)")
     p.add_argument("--threads", default=f"1,{os.cpu_count() or 1}", help="comma-separated thread counts")
     p.add_argument("--detect-width", type=int, help="override ferlite's default detect_width (0: full frame)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction,
+                   help="override ferlite's default test-time flip (the baseline classifies each face once)")
     p.add_argument("--detectors", default=",".join(DETECTORS),
                    help="comma-separated detectors measured beside the default (default: every registered one)")
     p.add_argument("--startup-runs", type=int, default=3)
@@ -375,13 +377,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.model.is_file():
         print(f"bench_pipeline: {args.model}: no model (give --model)", file=sys.stderr)
         return 2
-    config = EdgeConfig() if args.detect_width is None else EdgeConfig(detect_width=args.detect_width)
+    overrides = {"detect_width": args.detect_width, "flip": args.flip}
+    config = EdgeConfig(**{k: v for k, v in overrides.items() if v is not None})
     with tempfile.TemporaryDirectory() as tmp:
         scratch = tmp  # the daemon runs' sources live here: written as <tmp> in the report
         sets = make_scenes(args, Path(tmp))
         report: dict[str, Any] = {"model": str(args.model), "frames": sum(map(len, sets["clean"])),
                                   "baseline": BASELINE, "video_noise_sigmas": SIGMAS, "video_codec": "mp4v",
-                                  "cpu_count": os.cpu_count(), "detect_width": config.detect_width, "runs": []}
+                                  "cpu_count": os.cpu_count(), "detect_width": config.detect_width, "flip": config.flip,
+                                  "runs": []}
         for threads in (int(t) for t in args.threads.split(",")):
             for name, all_scenes in sets.items():
                 log.info("measuring %s scenes at %d thread(s)", name, threads)

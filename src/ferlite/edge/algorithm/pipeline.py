@@ -125,6 +125,10 @@ def frame_to_json(
     return message
 
 
+# Test-time flip on by default (EdgeConfig.flip's default too): docs/model.md, "Test-time flip".
+DEFAULT_FLIP = True
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """What the frame pipeline runs with: the detection and tracking settings, and what the model and the
@@ -144,7 +148,7 @@ class PipelineConfig:
     temporal: bool = True
     margin: float = DEFAULT_MARGIN
     face_size: int = FACE_SIZE
-    flip: bool = False
+    flip: bool = DEFAULT_FLIP
 
 
 def classify(classifier: Classifier, faces: np.ndarray, flip: bool = False) -> np.ndarray:

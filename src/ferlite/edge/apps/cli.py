@@ -32,8 +32,9 @@ def add_detection_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-neighbors", type=int, metavar="N",
                    help="Haar hits needed to call a face: fewer finds more (and more false faces) (default 5)")
     p.add_argument("--flip", action="store_const", const=True,
-                   help="test-time flip: average each face with its mirror (+0.7 points, one more inference)")
-    p.add_argument("--no-flip", dest="flip", action="store_const", const=False, help="no test-time flip (default)")
+                   help="test-time flip: average each face with its mirror (default)")
+    p.add_argument("--no-flip", dest="flip", action="store_const", const=False,
+                   help="no test-time flip: one inference per face instead of two, slightly less often right")
     p.add_argument("--smooth-window", type=int, metavar="N",
                    help="cameras/videos: frames of scores averaged for a face's label (default 5; 1: none)")
 

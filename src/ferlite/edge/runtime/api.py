@@ -223,7 +223,7 @@ class Recognizer:
             config: the settings, as fer-edge reads them from its TOML file (EdgeConfig).
                 Only the detection, tracking, framing and `threads` settings matter here.
             **settings: EdgeConfig settings by name, overriding `config`
-                (e.g. min_size=64, smooth_window=1, flip=True, threads=1).
+                (e.g. min_size=64, smooth_window=1, flip=False, threads=1).
                 `threads` also sets OpenCV's thread count, which is process-wide.
 
         Raises:
