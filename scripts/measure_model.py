@@ -91,12 +91,12 @@ def run_edge(items: list[Sample], model: str | None, threads: int, flip: bool | 
         folder.mkdir()
         for i, sample in enumerate(items):
             os.symlink(sample.path.resolve(), folder / f"{LABELS[sample.label]}{SEP}{i:06d}{sample.path.suffix}")
-        config = Path(tmp) / "edge.toml"
-        config.write_text("" if flip is None else f"flip = {'true' if flip else 'false'}\n")  # None: fer-edge's default
         cmd = [sys.executable, "-m", "ferlite.edge.apps.cli", "--source", str(folder), "--whole-frame",
-               "--config", str(config), "--threads", str(threads), "--log-level", "WARNING"]
+               "--threads", str(threads), "--log-level", "WARNING"]
         if model:
             cmd += ["--model", model]
+        if flip is not None:  # None: fer-edge's default
+            cmd.append("--flip" if flip else "--no-flip")
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"fer-edge failed ({out.returncode}): {out.stderr.strip()}")

@@ -151,7 +151,7 @@ class PipelineConfig:
     flip: bool = DEFAULT_FLIP
 
 
-def classify(classifier: Classifier, faces: np.ndarray, flip: bool = False) -> np.ndarray:
+def classify(classifier: Classifier, faces: np.ndarray, *, flip: bool) -> np.ndarray:
     """(n, len(LABELS)) probabilities of a batch of faces; with `flip`, the mean over each face and
     its mirror image (one batch of 2n), which evens out a face's left/right asymmetries."""
     if not len(faces):
@@ -267,7 +267,7 @@ class Pipeline:
         detected = time.perf_counter()
         faces = preprocess_faces(gray, boxes, margin=self.settings.margin, size=self.input_size,
                                  face_size=self.settings.face_size)
-        probs = classify(self.classifier, faces, self.settings.flip)
+        probs = classify(self.classifier, faces, flip=self.settings.flip)
         results = [
             self._face_result(box, p, tracks[i] if tracks else None)
             for i, (box, p) in enumerate(zip(boxes, probs, strict=True))

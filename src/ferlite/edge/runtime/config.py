@@ -43,7 +43,7 @@ class EdgeConfig(TrackSettings, FeedSettings, DetectSettings, InputSettings):
     margin: float | None = setting(None, "face crop growth (default: the model spec's framing, measured on its "
                                    "training faces)", low=0.0, high=1.0)
     # On by default: more right on every validation set with the shipped model, and with the face and its mirror
-    # run as one batch the bench's frames stay 15x cheaper than full-frame Haar, over the 10x bar (docs/model.md).
+    # run as one batch the bench's frames stay ~15x cheaper than full-frame Haar, over the 10x bar (docs/model.md).
     flip: bool = setting(DEFAULT_FLIP, "test-time flip: average each face with its mirror image")
     status_every_s: float = setting(5.0, "seconds between status log lines", low=0.1, high=86400.0)
     annotate: str | None = setting(None, "also write annotated frames here: a video file (cameras, videos) or a "
