@@ -84,7 +84,7 @@ def spread(items: list[Sample], limit: int | None) -> list[Sample]:
     return [items[int(i * step)] for i in range(limit)]
 
 
-def run_edge(items: list[Sample], model: str | None, threads: int, flip: bool | None = None) -> dict[str, str]:
+def run_edge(items: list[Sample], model: str | None, threads: int, flip: bool) -> dict[str, str]:
     """Link the images into one folder, run fer-edge --whole-frame over it, return {link name: label}."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "faces"
@@ -95,8 +95,7 @@ def run_edge(items: list[Sample], model: str | None, threads: int, flip: bool | 
                "--threads", str(threads), "--log-level", "WARNING"]
         if model:
             cmd += ["--model", model]
-        if flip is not None:  # None: fer-edge's default
-            cmd.append("--flip" if flip else "--no-flip")
+        cmd.append("--flip" if flip else "--no-flip")
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"fer-edge failed ({out.returncode}): {out.stderr.strip()}")
@@ -143,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", choices=("test", "val"), default="test",
                         help="the test sets (default) or the validation sets, for choosing settings")
     parser.add_argument("--manifest", type=Path, help="a run's manifest.csv: its CK+ validation subjects")
-    parser.add_argument("--flip", action=argparse.BooleanOptionalAction,
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=EdgeConfig().flip,
                         help="fer-edge with (or without) test-time flip (default: fer-edge's, flip = true)")
     parser.add_argument("--limit", type=int, help="at most N images per set, spread over the set")
     parser.add_argument("--threads", type=int, default=1)
@@ -156,10 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {name: score(run_edge(spread(items, args.limit), args.model, args.threads, args.flip))
                for name, items in sets.items()}
     model_name = args.model or "shipped (ferlite/edge/models/ferlite_int8.tflite)"
-    flip = EdgeConfig().flip if args.flip is None else args.flip
-    print_table(results, model_name + (" with test-time flip" if flip else " without test-time flip"), left_out)
+    print_table(results, model_name + (" with test-time flip" if args.flip else " without test-time flip"), left_out)
     if args.out:
-        report = {"model": model_name, "side": args.side, "flip": flip, "results": results,
+        report = {"model": model_name, "side": args.side, "flip": args.flip, "results": results,
                   "left_out": {k: v for k, v in left_out.items() if k in results},
                   "counts": {k: dict(Counter(LABELS[s.label] for s in v)) for k, v in sets.items()}}
         args.out.write_text(json.dumps(report, indent=2) + "\n")
